@@ -1,0 +1,1 @@
+"""cnnzoo training: architectures, data, recipes and the training loop."""

@@ -1,0 +1,77 @@
+"""Command line: `python -m training {list,train,train-all}`.
+
+    python -m training train --arch cnn --dataset mnist [--epochs N]
+    python -m training train-all [--force]
+    torchrun --nproc_per_node=N -m training train --arch resnet18 --dataset cifar10
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+from training.datasets import DATASETS, DatasetNotFound
+from training.loop import is_trained, train
+from training.recipes import TRAIN_ALL, model_id, recipe_for
+from training.registry import architectures
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=Path, default=Path("runs"), help="where runs are written (default: runs/)")
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="dataset folder holding MNIST/raw and cifar-10-batches-bin (default: $DATA_DIR or data/)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="list architectures and the train-all matrix")
+    one = sub.add_parser("train", help="train one (architecture, dataset) pair")
+    one.add_argument("--arch", required=True, choices=sorted(architectures()))
+    one.add_argument("--dataset", required=True, choices=sorted(DATASETS))
+    one.add_argument("--epochs", type=int, default=None, help="override the recipe's epoch count")
+    one.add_argument("--seed", type=int, default=0)
+    one.add_argument("--device", default=None, help="e.g. cpu or cuda:0 (default: CUDA if present)")
+    one.add_argument("--force", action="store_true", help="discard an earlier run of this id and start afresh")
+    everything = sub.add_parser("train-all", help="train the whole matrix, skipping finished runs")
+    everything.add_argument("--force", action="store_true", help="retrain runs that are already finished")
+    everything.add_argument("--only", default=None, help="comma-separated dataset names to restrict the matrix to")
+    for p in (one, everything):
+        p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
+                       help="bf16 autocast + channels_last (default: on for CUDA, off for CPU)")
+    args = parser.parse_args(argv)
+
+    if args.command == "list":
+        for name, arch in sorted(architectures().items()):
+            print(f"{name:16} {arch.summary}  [{arch.paper}]")
+        print("\ntrain-all:", ", ".join(model_id(a, d) for a, d in TRAIN_ALL))
+        return 0
+
+    if args.command == "train":
+        pairs = [(args.arch, args.dataset)]
+    else:
+        only = set(args.only.split(",")) if args.only else set(DATASETS)
+        pairs = [(a, d) for a, d in TRAIN_ALL if d in only]
+    try:
+        for arch, dataset in pairs:
+            run_dir = args.runs / model_id(arch, dataset)
+            if args.force and run_dir.exists():
+                shutil.rmtree(run_dir)
+            if args.command == "train-all" and is_trained(run_dir):
+                print(f"{model_id(arch, dataset)}: already trained ({run_dir}); --force retrains it")
+                continue
+            print(f"{model_id(arch, dataset)}: {recipe_for(arch, dataset)}", flush=True)
+            metrics = train(arch, dataset, runs_dir=args.runs, data_dir=args.data_dir,
+                            epochs=getattr(args, "epochs", None), seed=getattr(args, "seed", 0),
+                            device=getattr(args, "device", None), bf16=args.bf16)
+            if metrics.get("complete"):
+                print(f"{metrics['id']}: {100 * metrics['test_accuracy']:.2f} % test accuracy "
+                      f"in {metrics['wall_seconds']:.0f} s -> {run_dir}")
+    except DatasetNotFound as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

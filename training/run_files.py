@@ -1,0 +1,110 @@
+"""What a training run leaves in `runs/<id>/`, and how it is read back.
+
+- `weights.safetensors`: the model's state dict (never pickle), the file export reads.
+- `training_state.safetensors`: optimizer buffers and RNG states, so a run resumes exactly
+  from its last finished epoch.
+- `metrics.json`: per-epoch history, final accuracy, timings, device, versions, recipe, commit.
+- `curves.png`: accuracy and loss per epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+from safetensors.torch import load_file, save_file
+
+WEIGHTS = "weights.safetensors"
+TRAINING_STATE = "training_state.safetensors"
+METRICS = "metrics.json"
+CURVES = "curves.png"
+
+
+def save_weights(model: nn.Module, path: Path, metadata: dict[str, str]) -> None:
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    save_file(state, str(path), metadata=metadata)
+
+
+def load_weights(model: nn.Module, path: Path) -> None:
+    model.load_state_dict(load_file(str(path)))
+
+
+def save_training_state(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
+                        generator: torch.Generator) -> None:
+    """Optimizer buffers keyed by parameter name, plus the RNG states, as plain tensors."""
+    names = {id(p): name for name, p in model.named_parameters()}
+    tensors: dict[str, torch.Tensor] = {}
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            for key, value in optimizer.state.get(p, {}).items():
+                value = value if torch.is_tensor(value) else torch.tensor(value)
+                tensors[f"optim/{names[id(p)]}/{key}"] = value.detach().contiguous().cpu()
+    tensors["rng/torch"] = torch.get_rng_state()
+    tensors["rng/data"] = generator.get_state().cpu()
+    save_file(tensors, str(path))
+
+
+def load_training_state(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
+                        generator: torch.Generator) -> None:
+    tensors = load_file(str(path))
+    params = dict(model.named_parameters())
+    for key, value in tensors.items():
+        kind, *rest = key.split("/")
+        if kind == "optim":
+            name, field = "/".join(rest[:-1]), rest[-1]
+            p = params[name]
+            optimizer.state[p][field] = value.to(p.device) if field != "step" else value
+    torch.set_rng_state(tensors["rng/torch"])
+    generator.set_state(tensors["rng/data"])
+
+
+def read_metrics(run_dir: Path) -> dict | None:
+    path = run_dir / METRICS
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def write_metrics(run_dir: Path, metrics: dict) -> None:
+    tmp = run_dir / (METRICS + ".tmp")
+    tmp.write_text(json.dumps(metrics, indent=2) + "\n")
+    tmp.replace(run_dir / METRICS)  # atomic: a crash never leaves half a file
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=5, cwd=Path(__file__).parent)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def plot_curves(run_dir: Path, metrics: dict) -> None:
+    """Accuracy and loss per epoch, train and test, as the seed notes plot them."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    history = metrics["history"]
+    epochs = [h["epoch"] for h in history]
+    fig, (acc_ax, loss_ax) = plt.subplots(1, 2, figsize=(10, 4))
+    acc_ax.plot(epochs, [100 * h["train_accuracy"] for h in history], label="train (augmented)")
+    acc_ax.plot(epochs, [100 * h["test_accuracy"] for h in history], label="test")
+    acc_ax.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
+    loss_ax.plot(epochs, [h["train_loss"] for h in history], label="train (augmented)")
+    loss_ax.plot(epochs, [h["test_loss"] for h in history], label="test")
+    loss_ax.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
+    for ax in (acc_ax, loss_ax):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(f"{metrics['id']}: {100 * history[-1]['test_accuracy']:.2f} % test accuracy")
+    fig.tight_layout()
+    fig.savefig(run_dir / CURVES, dpi=100)
+    plt.close(fig)
