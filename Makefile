@@ -1,0 +1,52 @@
+# cnnzoo: every target sets up what it needs on a fresh machine.
+#   make serve         the service on http://127.0.0.1:8000 (HOST=… PORT=… to change)
+#   make test          the test suite (what CI runs)
+#   make train-all     train the whole matrix into runs/   (FORCE=1 retrains finished runs)
+#   make export-all    publish every trained run into models/
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The project's machines are offline and hold the datasets beside the checkout.
+DATA_DIR ?= $(if $(wildcard ../shared/datasets),../shared/datasets,data)
+export DATA_DIR
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: help setup setup-serve serve test train train-all export export-all bench bench-train bench-engine bench-service container-test clean
+
+help:
+	@sed -n '1,/^PYTHON/p' Makefile | grep '^#' | sed 's/^# \{0,1\}//'
+
+# Two environments in one venv: serving needs no torch; training and tests add it.
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.serve: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[train,dev]'
+	touch $(VENV)/.serve $@
+
+setup: $(VENV)/.dev
+setup-serve: $(VENV)/.serve
+
+test: $(VENV)/.dev
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+train: $(VENV)/.dev
+	@test -n "$(MODEL)" -a -n "$(DATASET)" || { echo "usage: make train MODEL=<arch> DATASET=<mnist|cifar10> [EPOCHS=n]"; exit 2; }
+	$(BIN)/python -m training train --arch $(MODEL) --dataset $(DATASET) $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(FORCE),--force)
+
+train-all: $(VENV)/.dev
+	$(BIN)/python -m training train-all $(if $(FORCE),--force)
+
+bench-train: $(VENV)/.dev
+	$(BIN)/python bench/train_cnn_60s.py
+
+bench: bench-train bench-engine
+
+clean:
+	rm -rf .pytest_cache test-artifacts bench/out
