@@ -43,8 +43,18 @@ train: $(VENV)/.dev
 train-all: $(VENV)/.dev
 	$(BIN)/python -m training train-all $(if $(FORCE),--force)
 
+export: $(VENV)/.dev
+	@test -n "$(MODEL)" || { echo "usage: make export MODEL=<id>   (e.g. cnn-mnist; see runs/)"; exit 2; }
+	$(BIN)/python -m export export --id $(MODEL)
+
+export-all: $(VENV)/.dev
+	$(BIN)/python -m export export-all $(if $(FORCE),--force)
+
 bench-train: $(VENV)/.dev
 	$(BIN)/python bench/train_cnn_60s.py
+
+bench-engine: $(VENV)/.dev
+	$(BIN)/python bench/engine.py
 
 bench: bench-train bench-engine
 

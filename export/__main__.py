@@ -1,0 +1,99 @@
+"""Command line: `python -m export {export,export-all}`.
+
+    python -m export export --id cnn-mnist [--runs runs] [--models models]
+    python -m export export-all [--force]
+
+Exit status: 0 published (or already up to date), 1 the parity gate failed (the report is
+printed and nothing is published), 2 the run or the dataset is not there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from export.errors import ExportError, ParityGateFailed
+from export.onnx_export import sha256_file
+from export.parity import CPU, CUDA, ParityReport
+from export.publish import CARD_FILE, publish_run, read_card
+from training import run_files
+from training.datasets import DatasetNotFound
+
+PROVIDER_NAMES = {"cpu": CPU, "cuda": CUDA}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m export", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=Path, default=Path("runs"), help="training runs (default: runs/)")
+    parser.add_argument("--models", type=Path, default=Path("models"), help="model repository (default: models/)")
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="datasets for the parity gate (default: $DATA_DIR or data/)")
+    parser.add_argument("--limit", type=int, default=None,
+                        help="check parity on the first N test images only (default: the whole test set)")
+    parser.add_argument("--providers", default=None,
+                        help="comma-separated: cpu,cuda (default: cpu, plus cuda when a GPU is present)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    one = sub.add_parser("export", help="publish one run")
+    one.add_argument("--id", required=True, help="run id, e.g. cnn-mnist")
+    every = sub.add_parser("export-all", help="publish every finished run in --runs")
+    every.add_argument("--force", action="store_true",
+                       help="republish models whose card already matches the run's weights")
+    args = parser.parse_args(argv)
+    try:
+        providers = _providers(args.providers)
+    except KeyError as err:
+        parser.error(str(err))
+
+    if args.command == "export":
+        return _publish(args.runs / args.id, args, providers)
+    runs = [d for d in sorted(args.runs.iterdir()) if d.is_dir()] if args.runs.is_dir() else []
+    finished = [d for d in runs if (run_files.read_metrics(d) or {}).get("complete")]
+    for d in sorted(set(runs) - set(finished)):
+        print(f"{d.name}: not finished training; skipped")
+    if not finished:
+        print(f"no finished runs under {args.runs}/ (train some with `make train-all`)", file=sys.stderr)
+        return 2
+    worst = 0
+    for run_dir in finished:
+        if not args.force and _up_to_date(run_dir, args.models / run_dir.name):
+            print(f"{run_dir.name}: already published from these weights; --force republishes it")
+            continue
+        worst = max(worst, _publish(run_dir, args, providers))
+    return worst
+
+
+def _providers(names: str | None) -> list[str] | None:
+    if names is None:
+        return None
+    unknown = [n for n in names.split(",") if n.strip().lower() not in PROVIDER_NAMES]
+    if unknown:
+        raise KeyError(f"unknown provider(s) {unknown}; known: {', '.join(PROVIDER_NAMES)}")
+    return [PROVIDER_NAMES[n.strip().lower()] for n in names.split(",")]
+
+
+def _up_to_date(run_dir: Path, model_dir: Path) -> bool:
+    if not (model_dir / CARD_FILE).exists():
+        return False
+    return read_card(model_dir).get("weights_sha256") == sha256_file(run_dir / run_files.WEIGHTS)
+
+
+def _publish(run_dir: Path, args: argparse.Namespace, providers: list[str] | None) -> int:
+    try:
+        folder = publish_run(run_dir, args.models, data_dir=args.data_dir,
+                             parity_limit=args.limit, providers=providers)
+    except ParityGateFailed as err:
+        print(f"error: {err}\nnothing was published", file=sys.stderr)
+        return 1
+    except (ExportError, DatasetNotFound) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    card = read_card(folder)
+    print(ParityReport.from_dict(card["parity"]).summary())
+    print(f"{card['id']}: published -> {folder} ({card['onnx_bytes'] / 1e6:.2f} MB ONNX)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

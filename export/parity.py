@@ -1,0 +1,172 @@
+"""The parity gate: PyTorch and ONNX Runtime, fed the same real test images, must agree.
+
+The reference is PyTorch in fp32 on the CPU with TF32 off, so it is the exact arithmetic the
+weights were validated in, not a faster approximation. Each ONNX Runtime provider then passes if:
+- CPUExecutionProvider: max |logit difference| <= 1e-4 and every argmax agrees;
+- CUDAExecutionProvider: max |logit difference| <= 1e-3 and every argmax agrees (GPU kernels
+  sum in another order and cuDNN picks its own algorithms, so fp32 rounding differs more).
+A provider is reported only when its session really runs on it: ONNX Runtime falls back to the
+CPU silently when CUDA cannot start, and a CPU run must never be reported as CUDA parity.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import onnxruntime as ort
+import torch
+import torch.nn as nn
+from tqdm import tqdm
+
+from export.errors import ProviderUnavailable
+from export.onnx_export import INPUT_NAME, OUTPUT_NAME
+from training.batches import normalise
+from training.datasets import DatasetSpec, Split
+
+CPU = "CPUExecutionProvider"
+CUDA = "CUDAExecutionProvider"
+LOGIT_TOLERANCE = {CPU: 1e-4, CUDA: 1e-3}
+
+
+def default_providers() -> list[str]:
+    """The CPU provider always; the CUDA provider too when a GPU is really present."""
+    return [CPU, CUDA] if torch.cuda.is_available() else [CPU]
+
+
+def onnx_session(path, provider: str) -> ort.InferenceSession:
+    """A session on `provider`, or ProviderUnavailable if ONNX Runtime fell back to another one."""
+    if provider not in LOGIT_TOLERANCE:
+        raise ValueError(f"no parity tolerance for provider {provider!r}; known: {', '.join(LOGIT_TOLERANCE)}")
+    if provider == CUDA and hasattr(ort, "preload_dlls"):
+        ort.preload_dlls()  # use the CUDA/cuDNN libraries that came with the torch wheel
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # the fallback warning is replaced by the error below
+    session = ort.InferenceSession(str(path), options, providers=[provider, CPU] if provider != CPU else [CPU])
+    running = session.get_providers()
+    if running[0] != provider:
+        raise ProviderUnavailable(
+            f"asked ONNX Runtime for {provider} but the session runs on {running}; "
+            f"no parity is reported for {provider} (is a GPU present, with CUDA and cuDNN libraries?)")
+    return session
+
+
+@dataclass(frozen=True)
+class ProviderParity:
+    """How one ONNX Runtime provider compares with the PyTorch reference."""
+    provider: str
+    max_abs_logit_diff: float
+    max_abs_prob_diff: float  # after softmax
+    argmax_agreement: float  # fraction of images where both predict the same class
+    onnx_accuracy: float
+    logit_tolerance: float
+
+    @property
+    def passed(self) -> bool:
+        # Written so that NaN (a broken graph) fails.
+        return bool(self.max_abs_logit_diff <= self.logit_tolerance and self.argmax_agreement == 1.0)
+
+
+@dataclass(frozen=True)
+class ParityReport:
+    model_id: str
+    images: int
+    split: str
+    reference: str  # what computed the reference logits
+    torch_accuracy: float
+    providers: tuple[ProviderParity, ...] = field(default_factory=tuple)
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.providers) and all(p.passed for p in self.providers)
+
+    def as_dict(self) -> dict:
+        """The report as card.json stores it (see docs/model-repository.md)."""
+        report = asdict(self)
+        report["providers"] = [{**asdict(p), "passed": p.passed} for p in self.providers]
+        report["passed"] = self.passed
+        return report
+
+    @classmethod
+    def from_dict(cls, report: dict) -> ParityReport:
+        """The inverse of `as_dict` (reads a card's `parity`)."""
+        fields = {k: v for k, v in report.items() if k not in ("providers", "passed")}
+        providers = tuple(ProviderParity(**{k: v for k, v in p.items() if k != "passed"})
+                          for p in report["providers"])
+        return cls(**fields, providers=providers)
+
+    def summary(self) -> str:
+        lines = [f"parity of {self.model_id} on {self.images} {self.split} images; "
+                 f"reference: {self.reference}, accuracy {100 * self.torch_accuracy:.2f} %",
+                 f"  {'provider':22} {'max|dlogit|':>11} {'tolerance':>9} {'max|dprob|':>10} "
+                 f"{'argmax agree':>12} {'ORT accuracy':>12}  result"]
+        for p in self.providers:
+            lines.append(f"  {p.provider:22} {p.max_abs_logit_diff:11.3e} {p.logit_tolerance:9.0e} "
+                         f"{p.max_abs_prob_diff:10.3e} {100 * p.argmax_agreement:11.2f}% "
+                         f"{100 * p.onnx_accuracy:11.2f}%  {'pass' if p.passed else 'FAIL'}")
+        return "\n".join(lines)
+
+
+@contextmanager
+def strict_fp32() -> Iterator[None]:
+    """TF32 off for the duration (it only matters on GPUs, where it is a 10-bit-mantissa shortcut)."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits.astype(np.float64)
+    z = np.exp(z - z.max(axis=1, keepdims=True))
+    return z / z.sum(axis=1, keepdims=True)
+
+
+class _Running:
+    """Per-provider maxima and counts, accumulated batch by batch."""
+
+    def __init__(self) -> None:
+        self.max_logit = self.max_prob = 0.0
+        self.agree = self.correct = 0
+
+    def update(self, reference: np.ndarray, onnx: np.ndarray, labels: np.ndarray) -> None:
+        # np.maximum propagates NaN, so one NaN logit (a broken graph) fails the gate.
+        self.max_logit = float(np.maximum(self.max_logit, np.abs(reference - onnx).max()))
+        self.max_prob = float(np.maximum(self.max_prob, np.abs(softmax(reference) - softmax(onnx)).max()))
+        self.agree += int((reference.argmax(1) == onnx.argmax(1)).sum())
+        self.correct += int((onnx.argmax(1) == labels).sum())
+
+
+def parity_report(model: nn.Module, onnx_path, split: Split, spec: DatasetSpec, *, model_id: str,
+                  providers: Sequence[str] | None = None, batch_size: int = 250,
+                  progress: bool = True) -> ParityReport:
+    """Run the PyTorch reference and every provider over `split`, batch by batch, and compare."""
+    providers = list(providers) if providers is not None else default_providers()
+    sessions = {p: onnx_session(onnx_path, p) for p in providers}
+    running = {p: _Running() for p in providers}
+    model = model.eval().cpu()
+    torch_correct, n = 0, len(split)
+    batches = range(0, n, batch_size)
+    with strict_fp32(), torch.inference_mode():
+        for start in tqdm(batches, desc=f"parity {model_id}", unit="batch", disable=not progress,
+                          file=sys.stderr, dynamic_ncols=True, mininterval=1.0):
+            x = normalise(split.images[start:start + batch_size], spec)
+            labels = split.labels[start:start + batch_size].numpy()
+            reference = model(x).numpy()
+            torch_correct += int((reference.argmax(1) == labels).sum())
+            feed = {INPUT_NAME: x.numpy()}
+            for provider, session in sessions.items():
+                running[provider].update(reference, session.run([OUTPUT_NAME], feed)[0], labels)
+    return ParityReport(
+        model_id=model_id, images=n, split="test",
+        reference=f"PyTorch {torch.__version__} eager, fp32, TF32 off, CPU",
+        torch_accuracy=torch_correct / n,
+        providers=tuple(ProviderParity(
+            provider=p, max_abs_logit_diff=r.max_logit, max_abs_prob_diff=r.max_prob,
+            argmax_agreement=r.agree / n, onnx_accuracy=r.correct / n,
+            logit_tolerance=LOGIT_TOLERANCE[p]) for p, r in running.items()))

@@ -1,0 +1,160 @@
+"""Publish a trained run into the model repository: `runs/<id>/` -> `models/<id>/`.
+
+What a run folder must hold: `weights.safetensors` (the state dict of
+`training.registry.build_model(arch, C, H, num_classes)`) and `metrics.json` with at least `id`,
+`arch` and `dataset`. A run whose metrics say `"complete": false` is still training and is refused.
+Optional keys (`null` in the card when absent): `test_accuracy`, `epochs_done`, `wall_seconds`,
+`train_seconds`, `device`, `precision`, `recipe`, `git_commit`, `parameters`, `finished`.
+
+Nothing reaches the repository unless the parity gate passes, and the folder appears whole or
+not at all: everything is built in a temporary folder and swapped into place at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch.nn as nn
+
+from export.errors import ParityGateFailed, RunNotReady
+from export.onnx_export import INPUT_NAME, OUTPUT_NAME, export_onnx, exporter_versions, sha256_file
+from export.parity import ParityReport, parity_report
+from export.triton import LABELS_FILE, config_pbtxt, labels_txt
+from training import run_files
+from training.datasets import DATASETS, Split, load_split
+from training.registry import architectures, build_model
+
+REQUIRED_METRICS = ("id", "arch", "dataset")
+TRAINING_SUMMARY = {  # card key -> metrics.json key
+    "epochs": "epochs_done", "wall_seconds": "wall_seconds", "train_seconds": "train_seconds",
+    "device": "device", "precision": "precision", "recipe": "recipe", "git_commit": "git_commit",
+    "parameters": "parameters", "finished": "finished",
+}
+MODEL_FILE = Path("1") / "model.onnx"
+CARD_FILE = "card.json"
+CONFIG_FILE = "config.pbtxt"
+_SAFE_ID = re.compile(r"[a-z0-9][a-z0-9._-]*")
+
+
+def read_run(run_dir: Path) -> dict:
+    """The run's metrics, checked for what export needs; RunNotReady says what is missing."""
+    run_dir = Path(run_dir)
+    metrics = run_files.read_metrics(run_dir)
+    if metrics is None:
+        raise RunNotReady(f"{run_dir}: no {run_files.METRICS}; is this a training run folder?")
+    if not (run_dir / run_files.WEIGHTS).exists():
+        raise RunNotReady(f"{run_dir}: no {run_files.WEIGHTS}")
+    missing = [key for key in REQUIRED_METRICS if key not in metrics]
+    if missing:
+        raise RunNotReady(f"{run_dir / run_files.METRICS}: missing {', '.join(missing)}")
+    if metrics.get("complete") is False:
+        raise RunNotReady(f"{run_dir}: still training ({metrics.get('epochs_done', 0)} epochs done); "
+                          "export it when metrics.json says \"complete\": true")
+    if not _SAFE_ID.fullmatch(str(metrics["id"])):
+        raise RunNotReady(f"{run_dir}: id {metrics['id']!r} is not a usable folder name")
+    if metrics["dataset"] not in DATASETS:
+        raise RunNotReady(f"{run_dir}: unknown dataset {metrics['dataset']!r}")
+    if metrics["arch"] not in architectures():
+        raise RunNotReady(f"{run_dir}: unknown architecture {metrics['arch']!r}")
+    return metrics
+
+
+def model_from_run(run_dir: Path, metrics: dict) -> nn.Module:
+    """Rebuild the module from the registry and load the run's weights into it."""
+    spec = DATASETS[metrics["dataset"]]
+    channels, size, _ = spec.input_shape
+    model = build_model(metrics["arch"], channels, size, len(spec.classes))
+    try:
+        run_files.load_weights(model, Path(run_dir) / run_files.WEIGHTS)
+    except RuntimeError as err:  # load_state_dict: missing/unexpected keys, shape mismatch
+        raise RunNotReady(f"{run_dir}: the weights do not fit {metrics['arch']}: {err}") from err
+    return model.eval()
+
+
+def model_metadata(metrics: dict, weights_sha256: str) -> dict:
+    """What travels with the model: embedded in the ONNX file, and the core of card.json."""
+    spec = DATASETS[metrics["dataset"]]
+    arch = architectures()[metrics["arch"]]
+    return {
+        "id": metrics["id"],
+        "arch": metrics["arch"],
+        "dataset": spec.name,
+        "description": f"{arch.summary} [{arch.paper}]",
+        "classes": list(spec.classes),
+        "input": {"name": INPUT_NAME, "shape": list(spec.input_shape), "dtype": "float32", "layout": "NCHW"},
+        "output": {"name": OUTPUT_NAME, "shape": [len(spec.classes)]},
+        "preprocessing": {"kind": spec.preprocessing, "mean": list(spec.mean), "std": list(spec.std)},
+        "test_accuracy": metrics.get("test_accuracy"),
+        "weights_sha256": weights_sha256,
+        "training": {key: metrics.get(source) for key, source in TRAINING_SUMMARY.items()},
+        "exporter": exporter_versions(),
+        "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def publish_run(run_dir: Path, repo_dir: Path, *, data_dir: Path | None = None,
+                parity_limit: int | None = None, providers: Sequence[str] | None = None,
+                progress: bool = True) -> Path:
+    """Export `run_dir`, pass the parity gate on the real test split, and write `repo_dir/<id>/`.
+
+    `data_dir` holds the datasets (default: $DATA_DIR); `parity_limit` checks only the first N
+    test images (default: all); `providers` are the ONNX Runtime providers the gate checks
+    (default: CPU, plus CUDA when a GPU is present). Returns the published folder. Raises
+    RunNotReady, ProviderUnavailable or ParityGateFailed (with `.report`), writing nothing.
+    """
+    run_dir, repo_dir = Path(run_dir), Path(repo_dir)
+    metrics = read_run(run_dir)
+    spec = DATASETS[metrics["dataset"]]
+    model = model_from_run(run_dir, metrics)
+    test = load_split(spec.name, train=False, data_dir=data_dir, download=False)
+    if parity_limit is not None:
+        test = Split(test.images[:parity_limit], test.labels[:parity_limit])
+
+    with tempfile.TemporaryDirectory(prefix=f"export-{metrics['id']}-") as tmp:
+        staged = Path(tmp) / metrics["id"]
+        onnx_path = staged / MODEL_FILE
+        onnx_path.parent.mkdir(parents=True)
+        metadata = model_metadata(metrics, sha256_file(run_dir / run_files.WEIGHTS))
+        export_onnx(model, spec.input_shape, onnx_path, metadata)
+        report = parity_report(model, onnx_path, test, spec, model_id=metrics["id"],
+                               providers=providers, progress=progress)
+        if not report.passed:
+            raise ParityGateFailed(report)
+        write_model_files(staged, metadata, report)
+        return install(staged, repo_dir / metrics["id"])
+
+
+def write_model_files(folder: Path, metadata: dict, report: ParityReport) -> None:
+    """config.pbtxt, labels.txt and card.json beside an exported `1/model.onnx`."""
+    onnx_path = folder / MODEL_FILE
+    (folder / CONFIG_FILE).write_text(
+        config_pbtxt(metadata["id"], tuple(metadata["input"]["shape"]), len(metadata["classes"])))
+    (folder / LABELS_FILE).write_text(labels_txt(metadata["classes"]))
+    card = {**metadata, "onnx_sha256": sha256_file(onnx_path), "onnx_bytes": onnx_path.stat().st_size,
+            "parity": report.as_dict()}
+    (folder / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
+
+
+def install(staged: Path, target: Path) -> Path:
+    """Swap the finished folder into place; an older version is replaced only once the new one is whole."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.parent / f".{target.name}.partial"
+    previous = target.parent / f".{target.name}.previous"
+    for leftover in (partial, previous):
+        shutil.rmtree(leftover, ignore_errors=True)
+    shutil.copytree(staged, partial)  # the temporary folder may be on another filesystem
+    if target.exists():
+        target.rename(previous)
+    partial.rename(target)
+    shutil.rmtree(previous, ignore_errors=True)
+    return target
+
+
+def read_card(model_dir: Path) -> dict:
+    return json.loads((Path(model_dir) / CARD_FILE).read_text())
