@@ -1,0 +1,87 @@
+"""`create_app(settings)`: the Litestar app, built in one place.
+
+At startup (the lifespan) the worker threads, the metrics and the catalog of models are made,
+and the models start loading in the background; at shutdown, requests still queued for a
+batch are answered first, then the threads stop. `/` is left free for the web page.
+
+    uvicorn --factory service.app:create_app        # settings from CNNZOO_* variables
+    python -m service                                # the same, with host/port/workers from them
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager, suppress
+from importlib.metadata import PackageNotFoundError, version
+
+from litestar import Litestar
+from litestar.exceptions import HTTPException
+from litestar.openapi import OpenAPIConfig
+
+from service.catalog import Catalog
+from service.errors import ServiceError, http_error_handler, internal_error_handler, service_error_handler
+from service.metrics import Metrics
+from service.routes import ROUTES, ServiceState
+from service.settings import Settings
+
+log = logging.getLogger("service")
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    """The service for `settings` (default: read from the environment)."""
+    settings = settings if settings is not None else Settings.from_env()
+    _configure_logging(settings.log_level)
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        executor = ThreadPoolExecutor(settings.worker_threads, thread_name_prefix="cnnzoo-worker")
+        metrics = Metrics()
+        catalog = Catalog(settings, executor, metrics)
+        app.state.service = ServiceState(settings=settings, catalog=catalog, metrics=metrics, executor=executor)
+        log.info("serving %s: %d model(s) found, batching %s (window %.1f ms, max %d), %d worker threads",
+                 settings.model_repository, len(catalog.models),
+                 "on" if settings.batching else "off", settings.batch_window_ms, settings.max_batch,
+                 settings.worker_threads)
+        loading = asyncio.create_task(catalog.load(), name="load-models")
+        try:
+            yield
+        finally:
+            loading.cancel()
+            with suppress(asyncio.CancelledError):
+                await loading
+            await catalog.close()
+            executor.shutdown(wait=True, cancel_futures=True)
+
+    return Litestar(
+        route_handlers=ROUTES,
+        lifespan=[lifespan],
+        request_max_body_size=settings.max_upload_bytes,
+        exception_handlers={
+            ServiceError: service_error_handler,
+            HTTPException: http_error_handler,
+            Exception: internal_error_handler,
+        },
+        openapi_config=OpenAPIConfig(title="cnnzoo", version=_version(), path="/schema",
+                                     description="Classic CNNs on MNIST and CIFAR-10, served on ONNX Runtime."),
+    )
+
+
+def _configure_logging(level: str) -> None:
+    """Our log lines on stderr, whether uvicorn or a test builds the app."""
+    logger = logging.getLogger("service")
+    logger.setLevel(level.upper())
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
+
+
+def _version() -> str:
+    try:
+        return version("cnnzoo")
+    except PackageNotFoundError:
+        return "0+unknown"

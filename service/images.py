@@ -1,0 +1,99 @@
+"""Untrusted bytes -> a decoded, upright, opaque Pillow image (8-bit L or RGB).
+
+Pillow parses every format it knows; this module makes each way that can go wrong a typed
+error (`UnsupportedImage` 415, `CorruptImage` 422, `TooManyPixels` 413) and never lets a
+hostile file cost more than `max_pixels` of memory.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from service.errors import CorruptImage, TooManyPixels, UnsupportedImage
+
+log = logging.getLogger("service.images")
+
+# Nothing downstream needs more than this: digits are centred into 20 px, photos resized to
+# 32 px. JPEG decodes straight at a reduced scale (Image.draft), which makes big photos cheap.
+WORKING_SIZE = 1024
+
+_HIGH_DEPTH_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")
+
+
+def decode(data: bytes, max_pixels: int, mode: str) -> Image.Image:
+    """Decode `data` into an upright image of `mode` ("L" or "RGB"), transparency on white."""
+    image = _open(data, max_pixels)
+    image = _upright(image)
+    return _flatten(image, mode)
+
+
+def _open(data: bytes, max_pixels: int) -> Image.Image:
+    try:
+        image = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as err:
+        raise TooManyPixels(f"the image is too large to decode ({err})") from None
+    except UnidentifiedImageError:
+        raise UnsupportedImage("the body is not an image in a format the server can read "
+                               "(PNG, JPEG, GIF, BMP, TIFF, WebP, ... are)") from None
+    except Exception as err:  # noqa: BLE001 - a parser fed hostile bytes may raise anything
+        raise CorruptImage(f"the image header could not be read ({_describe(err)})") from None
+    width, height = image.size
+    if width * height > max_pixels:
+        raise TooManyPixels(f"the image is {width}x{height} = {width * height:,} pixels; "
+                            f"the limit is {max_pixels:,}")
+    if width == 0 or height == 0:
+        raise CorruptImage(f"the image is {width}x{height} pixels: empty")
+    try:
+        image.draft(None, (WORKING_SIZE, WORKING_SIZE))  # JPEG only: decode at a reduced scale
+        image.load()
+    except Exception as err:  # noqa: BLE001 - truncated and damaged files fail here, in many ways
+        raise CorruptImage(f"the {image.format or 'image'} data is truncated or damaged "
+                           f"({_describe(err)})") from None
+    return image
+
+
+def _upright(image: Image.Image) -> Image.Image:
+    """Apply the EXIF orientation; a malformed EXIF block is ignored, not fatal."""
+    try:
+        upright = ImageOps.exif_transpose(image)
+    except Exception as err:  # noqa: BLE001
+        log.info("ignoring unreadable EXIF orientation: %s", _describe(err))
+        return image
+    return upright if upright is not None else image
+
+
+def _flatten(image: Image.Image, mode: str) -> Image.Image:
+    """Any mode and bit depth -> 8-bit `mode`; transparent pixels composited onto white."""
+    if image.mode in _HIGH_DEPTH_MODES:
+        image = _to_8bit(image)
+    try:
+        if image.has_transparency_data:
+            rgba = image.convert("RGBA")
+            image = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+        if image.mode != mode:
+            image = image.convert("RGB").convert(mode) if image.mode != "RGB" else image.convert(mode)
+    except ValueError as err:  # a mode Pillow decodes but cannot convert (e.g. "La")
+        raise UnsupportedImage(f"images in Pillow mode {image.mode} are not supported ({err})") from None
+    return image
+
+
+def _to_8bit(image: Image.Image) -> Image.Image:
+    """16-bit, 32-bit integer and float greyscale -> L, keeping the image's own range."""
+    values = np.asarray(image, dtype=np.float32)
+    top = float(values.max()) if values.size else 0.0
+    if image.mode.startswith("I;16") or 255.0 < top <= 65535.0:
+        values = values / 257.0  # 16-bit samples: 65535 -> 255
+    elif image.mode == "F" and top <= 1.0:
+        values = values * 255.0  # float images in [0, 1]
+    elif top > 65535.0:
+        values = values * (255.0 / top)
+    return Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8))
+
+
+def _describe(err: BaseException) -> str:
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__

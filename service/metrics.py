@@ -1,0 +1,47 @@
+"""Prometheus metrics, one registry per app (so tests can build several apps in one process).
+
+Per model: requests by endpoint and status, errors by code, request latency, ONNX Runtime
+call latency and batch sizes. Unknown model ids are counted as "_unknown", so a client
+cannot grow the label set without limit.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+UNKNOWN_MODEL = "_unknown"
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
+class Metrics:
+    # Without the charset parameter: Litestar appends it to every text/* response.
+    content_type = CONTENT_TYPE_LATEST.replace("; charset=utf-8", "")
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("cnnzoo_requests", "Prediction requests answered, by model, endpoint "
+                                "and HTTP status", ["model", "endpoint", "status"], registry=self.registry)
+        self.errors = Counter("cnnzoo_errors", "Prediction errors (whole requests and single images "
+                              "of a batch), by model and error code", ["model", "error"], registry=self.registry)
+        self.latency = Histogram("cnnzoo_request_duration_seconds", "Prediction request latency, "
+                                 "handler entry to answer", ["model", "endpoint"],
+                                 buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.inference = Histogram("cnnzoo_inference_duration_seconds", "ONNX Runtime call latency, "
+                                   "one call per batch", ["model"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.batch_size = Histogram("cnnzoo_batch_size", "Images per ONNX Runtime call", ["model"],
+                                    buckets=BATCH_BUCKETS, registry=self.registry)
+        self.model_ready = Gauge("cnnzoo_model_ready", "1 when the model serves, 0 when loading or "
+                                 "unavailable", ["model", "provider"], registry=self.registry)
+
+    def batch_recorder(self, model: str):
+        """A Batcher's on_batch callback for `model`."""
+        sizes, seconds = self.batch_size.labels(model), self.inference.labels(model)
+
+        def record(size: int, elapsed: float) -> None:
+            sizes.observe(size)
+            seconds.observe(elapsed)
+        return record
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,184 @@
+"""The HTTP handlers: thin, reading the request and handing the work to plain modules."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from concurrent.futures import Executor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Annotated
+
+from litestar import Request, Response, get, post
+from litestar.datastructures import UploadFile
+from litestar.exceptions import HTTPException
+from litestar.openapi import ResponseSpec
+from litestar.params import Parameter
+
+from service import openapi
+from service.catalog import Catalog
+from service.errors import EmptyBody, ErrorBody, MissingFile, ServiceError, TooManyImages, UnsupportedMediaType
+from service.metrics import UNKNOWN_MODEL, Metrics
+from service.predict import predict_image
+from service.schemas import BatchItem, BatchPrediction, Liveness, ModelCard, ModelList, ModelSummary, Prediction, Readiness
+from service.settings import Settings
+
+RAW_BODY_HINT = ("send the image as the multipart field 'file' (curl -F file=@digit.png) or as the raw body "
+                 "with an image Content-Type (curl -H 'Content-Type: image/png' --data-binary @digit.png)")
+
+
+@dataclass
+class ServiceState:
+    """What the handlers need, built by create_app and held on app.state."""
+
+    settings: Settings
+    catalog: Catalog
+    metrics: Metrics
+    executor: Executor
+
+
+def _state(request: Request) -> ServiceState:
+    return request.app.state.service
+
+
+TopK = Annotated[int, Parameter(ge=1, description="how many classes to return, most probable first "
+                                "(more than the model has: all of them)")]
+_ERRORS = {
+    400: ResponseSpec(ErrorBody, description="empty body, missing multipart field, bad parameter"),
+    404: ResponseSpec(ErrorBody, description="unknown model; the detail names the available ids"),
+    413: ResponseSpec(ErrorBody, description="body over the upload limit, or too many pixels"),
+    415: ResponseSpec(ErrorBody, description="not an image, or an unsupported Content-Type"),
+    422: ResponseSpec(ErrorBody, description="a truncated or damaged image"),
+    503: ResponseSpec(ErrorBody, description="the model is loading or unavailable"),
+}
+
+
+@post("/predict/{model:str}", status_code=200, operation_class=openapi.SingleImageOperation,
+       responses=_ERRORS, summary="Classify one image")
+async def predict(request: Request, model: str, top_k: TopK = 3) -> Prediction:
+    started = time.perf_counter()
+    state = _state(request)
+    with _tracked(state, model, "predict"):
+        served = state.catalog.serving(model)
+        data = await _single_image(request)
+        return await predict_image(served, data, top_k, executor=state.executor,
+                                   max_pixels=state.settings.max_image_pixels, started=started)
+
+
+@post("/predict/{model:str}/batch", status_code=200, operation_class=openapi.BatchOperation,
+      responses=_ERRORS, summary="Classify several images")
+async def predict_batch(request: Request, model: str, top_k: TopK = 3) -> BatchPrediction:
+    """One multipart request, any number of file parts (repeat the field `files`). Each image
+    gets its own answer in upload order; a bad image gets its own error entry in its place."""
+    started = time.perf_counter()
+    state = _state(request)
+    with _tracked(state, model, "batch"):
+        served = state.catalog.serving(model)
+        images = await _multipart_images(request, state.settings.max_batch_images)
+
+        async def one(data: bytes) -> BatchItem:
+            try:
+                return BatchItem.of(await predict_image(
+                    served, data, top_k, executor=state.executor,
+                    max_pixels=state.settings.max_image_pixels, started=started))
+            except ServiceError as err:
+                state.metrics.errors.labels(served.id, err.code).inc()
+                return BatchItem.of(err.body())
+        return BatchPrediction(model=served.id, results=list(await asyncio.gather(*map(one, images))))
+
+
+@get("/models", summary="Every model in the repository, with its status")
+async def list_models(request: Request) -> ModelList:
+    summaries = []
+    for served in _state(request).catalog.models.values():
+        card = served.card
+        summaries.append(ModelSummary(
+            id=served.id, arch=card and card.arch, dataset=card and card.dataset,
+            classes=card and card.classes, preprocessing=card and card.preprocessing,
+            test_accuracy=card and card.test_accuracy, provider=served.provider,
+            status=served.status, error=served.error))
+    return ModelList(models=summaries)
+
+
+@get("/models/{model:str}", responses={404: _ERRORS[404]}, summary="One model's card, with its status")
+async def model_card(request: Request, model: str) -> ModelCard:
+    served = _state(request).catalog.get(model)
+    fields = {name: getattr(served.card, name) for name in served.card.__struct_fields__} if served.card else {}
+    fields["id"] = served.id
+    return ModelCard(**fields, status=served.status, error=served.error, provider=served.provider)
+
+
+@get("/health/live", summary="The process answers")
+async def live() -> Liveness:
+    return Liveness(status="live")
+
+
+@get("/health/ready", summary="Every model has been tried and at least one serves (else 503)",
+     responses={503: ResponseSpec(Readiness, description="still loading, or no model can serve")})
+async def ready(request: Request) -> Response[Readiness]:
+    readiness = _state(request).catalog.readiness()
+    return Response(readiness, status_code=200 if readiness.status == "ready" else 503)
+
+
+@get("/metrics", media_type=Metrics.content_type, summary="Prometheus metrics")
+async def metrics(request: Request) -> bytes:
+    return _state(request).metrics.exposition()
+
+
+ROUTES = [predict, predict_batch, list_models, model_card, live, ready, metrics]
+
+
+async def _single_image(request: Request) -> bytes:
+    """The image bytes of a raw-body or multipart request."""
+    body = await request.body()  # enforces CNNZOO_MAX_UPLOAD_BYTES (413)
+    if not body:
+        raise EmptyBody(f"the request body is empty; {RAW_BODY_HINT}")
+    content_type = request.content_type[0]
+    if content_type == "multipart/form-data":
+        upload = (await request.form()).get("file")
+        if not isinstance(upload, UploadFile):
+            raise MissingFile(f"no file in the multipart field 'file'; {RAW_BODY_HINT}")
+        return await upload.read()
+    if content_type.startswith("image/") or content_type == "application/octet-stream":
+        return body
+    raise UnsupportedMediaType(f"Content-Type {content_type or '(none)'!r} is not accepted; {RAW_BODY_HINT}")
+
+
+async def _multipart_images(request: Request, limit: int) -> list[bytes]:
+    content_type = request.content_type[0]
+    if content_type != "multipart/form-data":
+        raise UnsupportedMediaType(f"Content-Type {content_type or '(none)'!r} is not accepted: send "
+                                   "multipart/form-data with one file part per image "
+                                   "(curl -F files=@a.png -F files=@b.png)")
+    uploads = [value for _, value in (await request.form()).multi_items() if isinstance(value, UploadFile)]
+    if not uploads:
+        raise MissingFile("no file parts in the request (curl -F files=@a.png -F files=@b.png)")
+    if len(uploads) > limit:
+        raise TooManyImages(f"{len(uploads)} images in one request; the limit is {limit} "
+                            "(CNNZOO_MAX_BATCH_IMAGES)")
+    return [await upload.read() for upload in uploads]
+
+
+@contextmanager
+def _tracked(state: ServiceState, model: str, endpoint: str) -> Iterator[None]:
+    """Count the request, its status and latency, and any error, under the model's id."""
+    label = model if model in state.catalog.models else UNKNOWN_MODEL
+    start, status = time.perf_counter(), 200
+    try:
+        yield
+    except ServiceError as err:
+        status = err.status_code
+        state.metrics.errors.labels(label, err.code).inc()
+        raise
+    except HTTPException as err:
+        status = err.status_code
+        state.metrics.errors.labels(label, str(err.status_code)).inc()
+        raise
+    except Exception:
+        status = 500
+        state.metrics.errors.labels(label, "internal_error").inc()
+        raise
+    finally:
+        state.metrics.requests.labels(label, endpoint, str(status)).inc()
+        state.metrics.latency.labels(label, endpoint).observe(time.perf_counter() - start)

@@ -1,0 +1,106 @@
+"""The service's settings: one frozen dataclass, read from `CNNZOO_*` environment variables.
+
+Every field has a default that serves `models/` on 127.0.0.1:8000; the README's settings
+table lists them. A malformed value stops the server at startup with a message naming the
+variable, never later.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+PREFIX = "CNNZOO_"
+
+# Short names accepted in CNNZOO_PROVIDERS; full ONNX Runtime names are accepted as they are.
+PROVIDER_ALIASES = {
+    "tensorrt": "TensorrtExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "cpu": "CPUExecutionProvider",
+}
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value the service cannot use."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    model_repository: Path = Path("models")
+    # Preference order; ONNX Runtime falls back along it, and the provider really used is
+    # read back from each session.
+    providers: tuple[str, ...] = ("CUDAExecutionProvider", "CPUExecutionProvider")
+    max_upload_bytes: int = 10 * 1024 * 1024  # one request body (a batch request: all its images)
+    max_image_pixels: int = 40_000_000  # width x height, checked before decoding (bombs)
+    max_batch_images: int = 64  # images in one POST /predict/{model}/batch
+    batching: bool = True
+    batch_window_ms: float = 2.0  # how long the first request of a batch waits for company
+    max_batch: int = 32
+    worker_threads: int = 2  # threads that decode images and run ONNX Runtime
+    ort_threads: int = 0  # intra-op threads per session; 0 lets ONNX Runtime choose
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1  # server processes; each loads every model and batches on its own
+    graceful_timeout_s: int = 30  # on SIGTERM, how long in-flight requests get to finish
+    keep_alive_s: int = 5
+    log_level: str = "info"
+    access_log: bool = True  # one uvicorn line per request
+
+    def __post_init__(self) -> None:
+        for name in ("max_upload_bytes", "max_image_pixels", "max_batch_images", "max_batch",
+                     "worker_threads", "workers"):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"{PREFIX}{name.upper()} must be at least 1, got {getattr(self, name)}")
+        if self.batch_window_ms < 0 or self.ort_threads < 0:
+            raise SettingsError(f"{PREFIX}BATCH_WINDOW_MS and {PREFIX}ORT_THREADS must not be negative")
+        if not 0 <= self.port <= 65535:
+            raise SettingsError(f"{PREFIX}PORT must be in 0..65535, got {self.port}")
+        if not self.providers:
+            raise SettingsError(f"{PREFIX}PROVIDERS must name at least one provider")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Settings from `CNNZOO_<FIELD>` variables; unset ones keep their defaults."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for field in fields(cls):
+            key = PREFIX + field.name.upper()
+            raw = environ.get(key)
+            if raw is None or raw.strip() == "":
+                continue
+            values[field.name] = _parse(key, raw.strip(), field.default)
+        return cls(**values)
+
+
+def parse_providers(raw: str) -> tuple[str, ...]:
+    """`cuda,cpu` -> ("CUDAExecutionProvider", "CPUExecutionProvider")."""
+    names = [part.strip() for part in raw.split(",") if part.strip()]
+    return tuple(PROVIDER_ALIASES.get(name.lower(), name) for name in names)
+
+
+def _parse(key: str, raw: str, default: object) -> object:
+    try:
+        if isinstance(default, bool):
+            return _parse_bool(raw)
+        if isinstance(default, int):
+            return int(raw)
+        if isinstance(default, float):
+            return float(raw)
+        if isinstance(default, Path):
+            return Path(raw)
+        if isinstance(default, tuple):
+            return parse_providers(raw)
+        return raw
+    except ValueError as err:
+        raise SettingsError(f"{key}={raw!r}: {err}") from None
+
+
+def _parse_bool(raw: str) -> bool:
+    lowered = raw.lower()
+    if lowered in ("1", "on", "true", "yes"):
+        return True
+    if lowered in ("0", "off", "false", "no"):
+        return False
+    raise ValueError("expected on/off (or true/false, 1/0)")
