@@ -73,11 +73,16 @@ class Preprocessing(msgspec.Struct):
     std: list[float]
 
 
-class TensorSpec(msgspec.Struct):
+class ModelInput(msgspec.Struct):
     name: str
-    shape: list[int]
-    dtype: str = "float32"
-    layout: str | None = None
+    shape: list[int]  # C, H, W (the batch axis is left out)
+    dtype: Literal["float32"]
+    layout: Literal["NCHW"]
+
+
+class ModelOutput(msgspec.Struct):
+    name: str
+    shape: list[int]  # number of classes
 
 
 class Card(msgspec.Struct, kw_only=True):
@@ -89,8 +94,8 @@ class Card(msgspec.Struct, kw_only=True):
     dataset: str | None = None
     description: str | None = None
     classes: list[str] | None = None
-    input: TensorSpec | None = None
-    output: TensorSpec | None = None
+    input: ModelInput | None = None
+    output: ModelOutput | None = None
     preprocessing: Preprocessing | None = None
     test_accuracy: float | None = None
     onnx_sha256: str | None = None

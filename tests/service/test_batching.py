@@ -1,0 +1,116 @@
+"""Dynamic batching on a real ONNX Runtime session: gathered, bounded, and exact."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fixture_images import encode, mnist_test
+
+from service import repository
+from service.batching import Batcher, BatcherStopped
+from service.preprocess import preprocess
+from service.settings import Settings
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(scope="module")
+def model(random_repo: Path) -> repository.ServedModel:
+    settings = Settings(providers=("CPUExecutionProvider",))
+    served = repository.ServedModel(id="cnn-mnist", folder=random_repo / "cnn-mnist")
+    repository.load(served, settings, settings.providers)
+    assert served.session is not None, served.error
+    return served
+
+
+@pytest.fixture(scope="module")
+def digits(model: repository.ServedModel) -> np.ndarray:
+    """64 real MNIST test digits, through the real PNG encoding and preprocessing."""
+    return np.stack([preprocess(encode(x), model.spec, 10**8) for x in mnist_test()[0][:64]])
+
+
+@pytest.fixture
+def executor():
+    with ThreadPoolExecutor(2) as pool:
+        yield pool
+
+
+def recording_batcher(model, executor, **options) -> tuple[Batcher, list[int]]:
+    sizes: list[int] = []
+    batcher = Batcher(model.infer, executor, on_batch=lambda size, _: sizes.append(size), **options)
+    batcher.start()
+    return batcher, sizes
+
+
+async def test_concurrent_requests_share_calls_and_get_their_own_rows(model, digits, executor) -> None:
+    batcher, sizes = recording_batcher(model, executor, max_batch=16, window_s=0.05, max_in_flight=2)
+    answers = await asyncio.gather(*(batcher.submit(x) for x in digits))
+    await batcher.stop()
+    assert sum(sizes) == 64 and max(sizes) == 16 and len(sizes) <= 8
+    alone = np.concatenate([model.infer(x[None]) for x in digits])  # one ORT call per image
+    batched = np.stack([logits for logits, _ in answers])
+    # Not merely close: ONNX Runtime computes each row of a batch on its own.
+    assert np.array_equal(batched, alone)
+    assert {timing.batch_size for _, timing in answers} <= set(sizes)
+
+
+async def test_a_lone_request_waits_no_longer_than_the_window(model, digits, executor) -> None:
+    batcher, sizes = recording_batcher(model, executor, max_batch=32, window_s=0.02)
+    started = time.perf_counter()
+    _, timing = await batcher.submit(digits[0])
+    elapsed = time.perf_counter() - started
+    await batcher.stop()
+    assert sizes == [1]
+    assert 0.015 <= timing.queue_s < 0.5 and elapsed < 1.0
+
+
+async def test_a_full_batch_does_not_wait_for_the_window(model, digits, executor) -> None:
+    batcher, sizes = recording_batcher(model, executor, max_batch=8, window_s=5.0)
+    started = time.perf_counter()
+    await asyncio.gather(*(batcher.submit(x) for x in digits[:8]))
+    await batcher.stop()
+    assert sizes == [8] and time.perf_counter() - started < 2.0
+
+
+async def test_switched_off_every_request_runs_alone(model, digits, executor) -> None:
+    batcher, sizes = recording_batcher(model, executor, max_batch=32, window_s=0.05, enabled=False, max_in_flight=2)
+    answers = await asyncio.gather(*(batcher.submit(x) for x in digits[:20]))
+    await batcher.stop()
+    assert sizes == [1] * 20
+    assert np.array_equal(np.stack([a for a, _ in answers]), np.concatenate([model.infer(x[None]) for x in digits[:20]]))
+
+
+async def test_an_inference_failure_reaches_every_request_of_the_batch(model, digits, executor) -> None:
+    failing = [True]
+
+    def flaky(batch: np.ndarray) -> np.ndarray:
+        if failing[0]:
+            raise RuntimeError("the GPU fell off the bus")
+        return model.infer(batch)
+
+    batcher = Batcher(flaky, executor, max_batch=4, window_s=0.05, max_in_flight=1)
+    batcher.start()
+    results = await asyncio.gather(*(batcher.submit(x) for x in digits[:8]), return_exceptions=True)
+    assert all(isinstance(r, RuntimeError) for r in results)
+    # ...and the batcher keeps serving afterwards (its worker slot was given back each time).
+    failing[0] = False
+    logits, _ = await batcher.submit(digits[0])
+    await batcher.stop()
+    assert logits.shape == (10,)
+
+
+async def test_stopping_refuses_new_and_queued_requests(model, digits, executor) -> None:
+    batcher = Batcher(model.infer, executor, max_batch=32, window_s=5.0)
+    batcher.start()
+    queued = asyncio.ensure_future(batcher.submit(digits[0]))
+    await asyncio.sleep(0.05)  # in the queue, waiting for company
+    await batcher.stop()
+    with pytest.raises(BatcherStopped):
+        await queued
+    with pytest.raises(BatcherStopped):
+        await batcher.submit(digits[0])

@@ -1,0 +1,132 @@
+"""The server as a whole: under concurrent load, with a broken model, and on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from fixture_images import encode, mnist_test
+from live_server import REPO_ROOT, running_server
+
+from service.predict import top_classes
+from service.preprocess import preprocess
+from service.repository import ServedModel, load
+from service.settings import Settings
+
+PNG = {"content-type": "image/png"}
+
+
+def batch_sizes(metrics: str, model: str) -> tuple[float, float]:
+    """(ONNX Runtime calls, calls with more than one image) from the batch-size histogram."""
+    def value(name: str, labels: str) -> float:
+        match = re.search(rf"^{name}\{{{labels}\}} (\S+)$", metrics, re.MULTILINE)
+        return float(match.group(1)) if match else 0.0
+    calls = value("cnnzoo_batch_size_count", f'model="{model}"')
+    return calls, calls - value("cnnzoo_batch_size_bucket", f'le="1.0",model="{model}"')
+
+
+def test_200_concurrent_requests_are_all_answered_correctly_in_shared_batches(server, random_repo: Path) -> None:
+    digits = mnist_test()[0][:200]
+    images = [encode(x) for x in digits]
+    # The reference: each image alone, through the same preprocessing and ONNX file, in this process.
+    reference = ServedModel(id="cnn-mnist", folder=random_repo / "cnn-mnist")
+    load(reference, Settings(providers=("CPUExecutionProvider",)), ("CPUExecutionProvider",))
+    expected = [top_classes(reference.infer(preprocess(data, reference.spec, 10**8)[None])[0],
+                            reference.card.classes, 3) for data in images]
+    calls_before, batched_before = batch_sizes(httpx.get(f"{server.url}/metrics").text, "cnn-mnist")
+
+    async def fire() -> list[httpx.Response]:
+        limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+        async with httpx.AsyncClient(base_url=server.url, timeout=120, limits=limits) as http:
+            return await asyncio.gather(*(http.post("/predict/cnn-mnist", content=data, headers=PNG)
+                                          for data in images))
+
+    responses = asyncio.run(fire())
+    assert [r.status_code for r in responses] == [200] * 200
+    for response, want in zip(responses, expected):
+        got = response.json()["top_k"]
+        assert [(e["index"], e["probability"]) for e in got] == [(e.index, e.probability) for e in want]
+    calls, batched = batch_sizes(httpx.get(f"{server.url}/metrics").text, "cnn-mnist")
+    assert calls - calls_before < 200  # fewer ONNX Runtime calls than requests...
+    assert batched - batched_before >= 1  # ...because some carried more than one image
+
+
+def test_a_corrupt_model_is_unavailable_and_the_others_serve(repo_copy: Path, tmp_path: Path) -> None:
+    onnx = repo_copy / "lenet5-cifar10" / "1" / "model.onnx"
+    onnx.write_bytes(b"corrupt" * 1000)  # not ONNX, and not what the card's sha256 says
+    card = json.loads((repo_copy / "cnn-mnist" / "card.json").read_text())  # the other one intact
+    assert hashlib.sha256((repo_copy / "cnn-mnist" / "1" / "model.onnx").read_bytes()).hexdigest() == card["onnx_sha256"]
+    with running_server(repo_copy, tmp_path) as server, server.client() as http:
+        ready = http.get("/health/ready")
+        assert ready.status_code == 200
+        assert ready.json()["ready"] == ["cnn-mnist"]
+        assert "sha256" in ready.json()["unavailable"]["lenet5-cifar10"]
+        listed = {m["id"]: m for m in http.get("/models").json()["models"]}
+        assert listed["lenet5-cifar10"]["status"] == "unavailable" and listed["lenet5-cifar10"]["provider"] is None
+        assert "sha256" in listed["lenet5-cifar10"]["error"]
+        assert listed["cnn-mnist"]["status"] == "ready"
+        refused = http.post("/predict/lenet5-cifar10", content=encode(mnist_test()[0][0]), headers=PNG)
+        assert refused.status_code == 503 and refused.json()["error"] == "model_unavailable"
+        assert "sha256" in refused.json()["detail"]
+        served = http.post("/predict/cnn-mnist", content=encode(mnist_test()[0][0]), headers=PNG)
+        assert served.status_code == 200
+        assert 'cnnzoo_model_ready{model="lenet5-cifar10",provider="none"} 0.0' in http.get("/metrics").text
+
+
+def test_no_loadable_model_means_not_ready(repo_copy: Path, tmp_path: Path) -> None:
+    for onnx in repo_copy.glob("*/1/model.onnx"):
+        onnx.write_bytes(b"corrupt")
+    with running_server(repo_copy, tmp_path) as server:
+        ready = httpx.get(f"{server.url}/health/ready")
+        assert ready.status_code == 503 and ready.json()["status"] == "unavailable"
+        assert httpx.get(f"{server.url}/health/live").status_code == 200
+
+
+def test_sigterm_lets_in_flight_requests_finish(random_repo: Path, tmp_path: Path) -> None:
+    # A long batching window holds the request inside the server while SIGTERM arrives.
+    with running_server(random_repo, tmp_path, batch_window_ms=1500) as server:
+        answers: list[httpx.Response] = []
+        request = threading.Thread(target=lambda: answers.append(httpx.post(
+            f"{server.url}/predict/cnn-mnist", content=encode(mnist_test()[0][0]), headers=PNG, timeout=30)))
+        request.start()
+        time.sleep(0.5)
+        exit_code = server.stop()
+        request.join(30)
+    assert answers and answers[0].status_code == 200 and answers[0].json()["model"] == "cnn-mnist"
+    # uvicorn finishes its graceful shutdown, then re-raises SIGTERM to exit as signalled.
+    assert exit_code in (0, -signal.SIGTERM)
+    assert "Application shutdown complete" in server.log()
+
+
+def test_a_bad_setting_stops_the_server_at_once_with_its_name(tmp_path: Path) -> None:
+    import os
+
+    env = {**os.environ, "CNNZOO_MAX_BATCH": "lots"}
+    out = subprocess.run([sys.executable, "-m", "service"], cwd=REPO_ROOT, env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert "CNNZOO_MAX_BATCH='lots'" in out.stderr
+
+
+@pytest.mark.parametrize("batching", ["on", "off"])
+def test_batching_can_be_switched_off(random_repo: Path, tmp_path: Path, batching: str) -> None:
+    with running_server(random_repo, tmp_path, batching=batching, batch_window_ms=50) as server:
+        async def fire() -> None:
+            async with httpx.AsyncClient(base_url=server.url, timeout=60) as http:
+                answers = await asyncio.gather(*(http.post("/predict/cnn-mnist", content=encode(x), headers=PNG)
+                                                 for x in mnist_test()[0][:16]))
+                assert all(a.status_code == 200 for a in answers)
+        asyncio.run(fire())
+        calls, batched = batch_sizes(httpx.get(f"{server.url}/metrics").text, "cnn-mnist")
+    assert calls > 0
+    assert (batched > 0) == (batching == "on")

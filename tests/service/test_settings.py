@@ -1,0 +1,49 @@
+"""Settings come from CNNZOO_* variables, with defaults that serve models/ on 127.0.0.1:8000."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from service.settings import Settings, SettingsError
+
+
+def test_defaults_serve_models_on_loopback() -> None:
+    settings = Settings.from_env({})
+    assert settings.model_repository == Path("models")
+    assert (settings.host, settings.port) == ("127.0.0.1", 8000)
+    assert settings.providers == ("CUDAExecutionProvider", "CPUExecutionProvider")
+    assert settings.batching is True
+
+
+def test_every_kind_of_value_is_read_from_the_environment() -> None:
+    settings = Settings.from_env({
+        "CNNZOO_MODEL_REPOSITORY": "/srv/models", "CNNZOO_PROVIDERS": "cpu",
+        "CNNZOO_MAX_UPLOAD_BYTES": "2048", "CNNZOO_BATCH_WINDOW_MS": "0.5", "CNNZOO_BATCHING": "off",
+        "CNNZOO_PORT": "9000", "CNNZOO_HOST": "::1", "CNNZOO_WORKER_THREADS": " 4 ", "CNNZOO_MAX_BATCH": "",
+    })
+    assert settings.model_repository == Path("/srv/models")
+    assert settings.providers == ("CPUExecutionProvider",)
+    assert settings.max_upload_bytes == 2048 and settings.batch_window_ms == 0.5
+    assert settings.batching is False and settings.port == 9000 and settings.host == "::1"
+    assert settings.worker_threads == 4
+    assert settings.max_batch == Settings().max_batch  # empty means unset
+
+
+def test_provider_names_may_be_short_or_onnx_runtimes_own() -> None:
+    settings = Settings.from_env({"CNNZOO_PROVIDERS": "TensorRT, CUDAExecutionProvider ,cpu"})
+    assert settings.providers == ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("CNNZOO_MAX_BATCH", "lots", "CNNZOO_MAX_BATCH='lots'"),
+    ("CNNZOO_BATCHING", "maybe", "on/off"),
+    ("CNNZOO_MAX_BATCH", "0", "at least 1"),
+    ("CNNZOO_PORT", "70000", "0..65535"),
+    ("CNNZOO_BATCH_WINDOW_MS", "-1", "must not be negative"),
+    ("CNNZOO_PROVIDERS", " , ", "at least one provider"),
+])
+def test_a_bad_value_names_its_variable(key: str, value: str, message: str) -> None:
+    with pytest.raises(SettingsError, match=message.replace(".", r"\.").replace("(", r"\(")):
+        Settings.from_env({key: value})
