@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from training.datasets import DATASETS, DatasetNotFound
@@ -60,10 +61,13 @@ def main(argv: list[str] | None = None) -> int:
             if args.command == "train-all" and is_trained(run_dir):
                 print(f"{model_id(arch, dataset)}: already trained ({run_dir}); --force retrains it")
                 continue
-            print(f"{model_id(arch, dataset)}: {recipe_for(arch, dataset)}", flush=True)
-            metrics = train(arch, dataset, runs_dir=args.runs, data_dir=args.data_dir,
-                            epochs=getattr(args, "epochs", None), seed=getattr(args, "seed", 0),
-                            device=getattr(args, "device", None), bf16=args.bf16)
+            recipe = recipe_for(arch, dataset)
+            if getattr(args, "epochs", None):
+                recipe = replace(recipe, epochs=args.epochs)
+            print(f"{model_id(arch, dataset)}: {recipe}", flush=True)
+            metrics = train(arch, dataset, recipe, runs_dir=args.runs, data_dir=args.data_dir,
+                            seed=getattr(args, "seed", 0), device=getattr(args, "device", None),
+                            bf16=args.bf16).metrics
             if metrics.get("complete"):
                 print(f"{metrics['id']}: {100 * metrics['test_accuracy']:.2f} % test accuracy "
                       f"in {metrics['wall_seconds']:.0f} s -> {run_dir}")

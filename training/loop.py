@@ -110,24 +110,28 @@ def to_layout(x: torch.Tensor, bf16: bool) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last) if bf16 else x
 
 
-def train(arch: str, dataset: str, runs_dir: Path = Path("runs"), data_dir: Path | None = None,
-          epochs: int | None = None, seed: int = 0, device: str | None = None,
-          bf16: bool | None = None, train_split: Split | None = None,
-          test_split: Split | None = None, progress: bool = True) -> dict:
-    """Train `arch` on `dataset` per its recipe, resuming from `runs/<id>/` if it holds a partial run.
+@dataclass
+class TrainedRun:
+    model: nn.Module  # this rank's model, unwrapped from DDP
+    metrics: dict
 
-    Returns the run's metrics. `bf16` (autocast + channels_last) defaults to on for CUDA and
-    off for CPU, where it is worth turning on only if the CPU has native bf16 (AVX512-BF16,
-    AMX). `train_split`/`test_split` replace the real data (tests use small fixtures);
-    `epochs` overrides the recipe's.
+
+def train(arch: str, dataset: str, recipe: Recipe | None = None, runs_dir: Path = Path("runs"),
+          data_dir: Path | None = None, seed: int = 0, device: str | None = None,
+          bf16: bool | None = None, train_split: Split | None = None,
+          test_split: Split | None = None, progress: bool = True) -> TrainedRun:
+    """Train `arch` on `dataset`, resuming from `runs/<id>/` if it holds a partial run of the same recipe.
+
+    `recipe` defaults to the table's row (`training.recipes.recipe_for`). `bf16` (autocast +
+    channels_last) defaults to on for CUDA and off for CPU, where it is worth turning on only
+    if the CPU has native bf16 (AVX512-BF16, AMX). `train_split`/`test_split` replace the real
+    data (tests use small fixtures).
     """
     ddp = init_distributed()
     dev = pick_device(ddp, device)
     bf16 = dev.type == "cuda" if bf16 is None else bf16
     spec = DATASETS[dataset]
-    recipe = recipe_for(arch, dataset)
-    if epochs is not None:
-        recipe = Recipe(**{**recipe.as_dict(), "epochs": epochs})
+    recipe = recipe or recipe_for(arch, dataset)
     run_id = model_id(arch, dataset)
     run_dir = Path(runs_dir) / run_id
 
@@ -189,6 +193,12 @@ def train(arch: str, dataset: str, runs_dir: Path = Path("runs"), data_dir: Path
                                 acc=f"{100 * correct.item() / seen:.2f}%",
                                 img_s=f"{seen * ddp.world_size / elapsed:.0f}", refresh=False)
         bar.close()
+        if ddp.world_size > 1:
+            # DDP syncs gradients, and buffers only *before* each forward: after the last step
+            # every rank holds its own BatchNorm statistics. Rank 0's are the ones it evaluates
+            # and saves; give them to all ranks so every replica is the same model.
+            for buffer in model.buffers():
+                dist.broadcast(buffer, src=0)
         train_seconds = time.perf_counter() - started
         if ddp.is_main:
             test_loss, test_acc = evaluate(model, test_split, dataset, bf16)
@@ -208,7 +218,7 @@ def train(arch: str, dataset: str, runs_dir: Path = Path("runs"), data_dir: Path
             _checkpoint(run_dir, metrics, model, optimizer, generator, recipe)
         if ddp.world_size > 1:
             dist.barrier()
-    return metrics
+    return TrainedRun(model, metrics)
 
 
 def _new_metrics(run_id: str, arch: str, dataset: str, recipe: Recipe, seed: int,
