@@ -15,6 +15,7 @@ from pathlib import Path
 
 from training.datasets import DATASETS, DatasetNotFound
 from training.loop import is_trained, train
+from training.run_files import read_metrics
 from training.recipes import TRAIN_ALL, model_id, recipe_for
 from training.registry import architectures
 
@@ -27,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="dataset folder holding MNIST/raw and cifar-10-batches-bin (default: $DATA_DIR or data/)")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="list architectures and the train-all matrix")
+    sub.add_parser("report", help="print a Markdown table of the finished runs under --runs")
     one = sub.add_parser("train", help="train one (architecture, dataset) pair")
     one.add_argument("--arch", required=True, choices=sorted(architectures()))
     one.add_argument("--dataset", required=True, choices=sorted(DATASETS))
@@ -46,6 +48,10 @@ def main(argv: list[str] | None = None) -> int:
         for name, arch in sorted(architectures().items()):
             print(f"{name:16} {arch.summary}  [{arch.paper}]")
         print("\ntrain-all:", ", ".join(model_id(a, d) for a, d in TRAIN_ALL))
+        return 0
+
+    if args.command == "report":
+        print(report(args.runs))
         return 0
 
     if args.command == "train":
@@ -75,6 +81,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0
+
+
+def report(runs: Path) -> str:
+    """One row per finished run: the figures docs/results.md quotes."""
+    rows = ["| model | test accuracy | best epoch acc. | epochs | train s | images/s | device | precision | commit |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | --- | --- | --- |"]
+    for metrics_file in sorted(runs.glob("*/metrics.json")):
+        m = read_metrics(metrics_file.parent)
+        if not m or not m.get("complete"):
+            continue
+        best = max(h["test_accuracy"] for h in m["history"])
+        rate = sum(h["images_per_second"] for h in m["history"]) / len(m["history"])
+        rows.append(f"| {m['id']} | {100 * m['test_accuracy']:.2f} % | {100 * best:.2f} % | {m['epochs_done']} "
+                    f"| {m['train_seconds']:.0f} | {rate:.0f} | {m['device']} | {m.get('precision', 'fp32')} "
+                    f"| {(m.get('git_commit') or '?')[:7]} |")
+    return "\n".join(rows)
 
 
 if __name__ == "__main__":
