@@ -1,0 +1,96 @@
+"""The starter set committed in models/: intact, self-consistent, and as accurate as its cards claim.
+
+A fresh clone serves these with no training, no GPU and no network, so each one is checked the
+way the service will use it: ONNX Runtime alone, preprocessing read from the card.
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from export.onnx_export import read_metadata, sha256_file
+from export.publish import MODEL_FILE, read_card
+from training.datasets import DATASETS
+from training.recipes import TRAIN_ALL, model_id
+
+ROOT = Path(__file__).parents[2]
+MODELS = ROOT / "models"
+# The issue's starter set: the MNIST matrix and LeNet-5 on CIFAR-10 (other CIFAR-10 models join
+# it when their ONNX file is under 5 MB), at most 20 MB of ONNX in git.
+STARTER = [model_id(a, d) for a, d in TRAIN_ALL if d == "mnist"] + ["lenet5-cifar10"]
+SMALL_CIFAR_BYTES = 5_000_000
+GIT_ONNX_BUDGET_BYTES = 20_000_000
+FULL_TEST_SET = 10_000  # both MNIST and CIFAR-10
+
+
+def committed_models() -> list[Path]:
+    """Model folders tracked by git (what a fresh clone has); every folder outside a git checkout."""
+    try:
+        listed = subprocess.run(["git", "ls-files", "models"], cwd=ROOT, capture_output=True,
+                                text=True, check=True, timeout=30).stdout.splitlines()
+    except (OSError, subprocess.SubprocessError):
+        return sorted(p.parent for p in MODELS.glob("*/card.json"))
+    return sorted({ROOT / "models" / Path(f).parts[1] for f in listed if f.endswith("/card.json")})
+
+
+COMMITTED = committed_models()
+
+
+def test_the_starter_set_is_committed():
+    assert set(STARTER) <= {p.name for p in COMMITTED}
+
+
+def test_committed_onnx_fits_the_git_budget():
+    sizes = {p.name: (p / MODEL_FILE).stat().st_size for p in COMMITTED}
+    assert sum(sizes.values()) <= GIT_ONNX_BUDGET_BYTES
+    extra = [name for name in sizes if name not in STARTER]
+    assert all(name.endswith("-cifar10") and sizes[name] < SMALL_CIFAR_BYTES for name in extra), sizes
+
+
+@pytest.mark.parametrize("folder", COMMITTED, ids=lambda p: p.name)
+def test_onnx_file_is_the_one_its_card_describes(folder):
+    card = read_card(folder)
+    onnx_path = folder / MODEL_FILE
+    assert sha256_file(onnx_path) == card["onnx_sha256"]
+    assert onnx_path.stat().st_size == card["onnx_bytes"]
+    assert read_metadata(onnx_path) == {k: v for k, v in card.items()
+                                        if k not in ("parity", "onnx_sha256", "onnx_bytes")}
+    spec = DATASETS[card["dataset"]]
+    assert card["classes"] == list(spec.classes)
+    assert card["preprocessing"] == {"kind": spec.preprocessing, "mean": list(spec.mean), "std": list(spec.std)}
+
+
+@pytest.mark.parametrize("folder", COMMITTED, ids=lambda p: p.name)
+def test_card_carries_a_passed_parity_gate_on_the_full_test_set(folder):
+    card = read_card(folder)
+    parity = card["parity"]
+    assert parity["passed"] and parity["images"] == FULL_TEST_SET
+    cpu = next(p for p in parity["providers"] if p["provider"] == "CPUExecutionProvider")
+    assert cpu["max_abs_logit_diff"] <= 1e-4 and cpu["argmax_agreement"] == 1.0
+    # The exported graph reproduces the accuracy the training run measured on the same 10,000 images.
+    assert cpu["onnx_accuracy"] == pytest.approx(card["test_accuracy"], abs=0.005)
+
+
+@pytest.mark.parametrize("folder", COMMITTED, ids=lambda p: p.name)
+def test_reaches_its_claimed_accuracy_on_real_fixture_images(folder, fixture_test_split):
+    card = read_card(folder)
+    split = fixture_test_split(card["dataset"])
+    pre = card["preprocessing"]
+    mean = np.array(pre["mean"], np.float32).reshape(1, -1, 1, 1)
+    std = np.array(pre["std"], np.float32).reshape(1, -1, 1, 1)
+    x = ((split.images.numpy().astype(np.float32) / 255.0 - mean) / std).astype(np.float32)
+    session = ort.InferenceSession(str(folder / MODEL_FILE), providers=["CPUExecutionProvider"])
+    logits = np.concatenate([session.run(["logits"], {"image": x[i:i + 100]})[0] for i in range(0, len(x), 100)])
+    accuracy = float((logits.argmax(1) == split.labels.numpy()).mean())
+    claimed = card["test_accuracy"]
+    # 500 images estimate the claim to within a binomial standard error; allow three of them.
+    margin = 3 * math.sqrt(claimed * (1 - claimed) / len(x))
+    assert accuracy >= claimed - margin, f"{accuracy:.4f} on the fixture vs {claimed:.4f} claimed"
+    if card["dataset"] == "mnist":
+        assert accuracy >= 0.97

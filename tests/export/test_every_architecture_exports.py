@@ -1,0 +1,37 @@
+"""Every registered architecture exports to ONNX and passes the parity gate (random weights, real images).
+
+Each architecture is checked on the dataset(s) the train-all matrix trains it on; the ones outside
+the matrix on CIFAR-10, the dataset the big nets are built for.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from export.parity import CPU
+from export.publish import publish_run, read_card
+from training.recipes import TRAIN_ALL
+from training.registry import architectures
+
+IMAGES = 24  # a few dozen real images: enough for parity, cheap for the DenseNets on two cores
+
+
+def cases() -> list[tuple[str, str]]:
+    trained = {arch: [d for a, d in TRAIN_ALL if a == arch] for arch, _ in TRAIN_ALL}
+    return [(arch, dataset) for arch in sorted(architectures())
+            for dataset in trained.get(arch, ["cifar10"])]
+
+
+def test_every_registered_architecture_is_covered():
+    assert {arch for arch, _ in cases()} == set(architectures())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch, dataset", cases(), ids=[f"{a}-{d}" for a, d in cases()])
+def test_exports_and_passes_parity(make_run, tmp_path, fixtures_dir, arch, dataset):
+    folder = publish_run(make_run(arch, dataset), tmp_path / "models", data_dir=fixtures_dir,
+                         parity_limit=IMAGES, providers=[CPU], progress=False)
+    parity = read_card(folder)["parity"]
+    (cpu,) = parity["providers"]
+    assert parity["passed"] and parity["images"] == IMAGES
+    assert cpu["max_abs_logit_diff"] <= 1e-4 and cpu["argmax_agreement"] == 1.0
