@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", type=Path, default=Path("models"), help="model repository (default: models/)")
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="datasets for the parity gate (default: $DATA_DIR or data/)")
-    parser.add_argument("--limit", type=int, default=None,
+    parser.add_argument("--limit", type=_positive_int, default=None,
                         help="check parity on the first N test images only (default: the whole test set)")
     parser.add_argument("--providers", default=None,
                         help="comma-separated: cpu,cuda (default: cpu, plus cuda when a GPU is present)")
@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         providers = _providers(args.providers)
-    except KeyError as err:
+    except ValueError as err:
         parser.error(str(err))
 
     if args.command == "export":
@@ -64,12 +64,18 @@ def main(argv: list[str] | None = None) -> int:
     return worst
 
 
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return int(text)
+
+
 def _providers(names: str | None) -> list[str] | None:
     if names is None:
         return None
     unknown = [n for n in names.split(",") if n.strip().lower() not in PROVIDER_NAMES]
     if unknown:
-        raise KeyError(f"unknown provider(s) {unknown}; known: {', '.join(PROVIDER_NAMES)}")
+        raise ValueError(f"unknown provider(s) {unknown}; known: {', '.join(PROVIDER_NAMES)}")
     return [PROVIDER_NAMES[n.strip().lower()] for n in names.split(",")]
 
 

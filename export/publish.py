@@ -109,6 +109,8 @@ def publish_run(run_dir: Path, repo_dir: Path, *, data_dir: Path | None = None,
     RunNotReady, ProviderUnavailable or ParityGateFailed (with `.report`), writing nothing.
     """
     run_dir, repo_dir = Path(run_dir), Path(repo_dir)
+    if parity_limit is not None and parity_limit < 1:
+        raise ValueError(f"parity_limit must be at least 1, got {parity_limit}")
     metrics = read_run(run_dir)
     spec = DATASETS[metrics["dataset"]]
     model = model_from_run(run_dir, metrics)

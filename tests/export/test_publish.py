@@ -191,3 +191,18 @@ def test_cli_export_all_publishes_finished_runs_once(make_run, repo, capsys):
     assert sorted(p.name for p in repo.iterdir()) == ["cnn-mnist"]
     assert main(cli(finished, repo, "export-all")) == 0
     assert "already published from these weights" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("bad", [["--providers", "gpu"], ["--limit", "0"], ["--limit", "-5"]])
+def test_cli_rejects_bad_options_with_a_usage_error(make_run, repo, capsys, bad):
+    run_dir = make_run("cnn", "mnist", complete=True)
+    with pytest.raises(SystemExit) as exit_:
+        main([*bad, "--runs", str(run_dir.parent), "--models", str(repo), "export", "--id", "cnn-mnist"])
+    assert exit_.value.code == 2
+    assert "error:" in capsys.readouterr().err
+    assert not repo.exists()
+
+
+def test_a_parity_limit_below_one_is_refused(make_run, repo):
+    with pytest.raises(ValueError, match="at least 1"):
+        publish_run(make_run("cnn", "mnist"), repo, parity_limit=0)
