@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-Infer = Callable[[np.ndarray], np.ndarray]  # N×C×H×W float32 -> N×K logits
+Infer = Callable[[np.ndarray], np.ndarray]  # N×C×H×W float32 -> N×K (logits or probabilities)
 
 
 class BatcherStopped(RuntimeError):
@@ -66,7 +66,7 @@ class Batcher:
             self._collector = asyncio.get_running_loop().create_task(self._collect(), name="batcher")
 
     async def submit(self, x: np.ndarray) -> tuple[np.ndarray, BatchTiming]:
-        """Run one C×H×W input; returns its logits and how long it queued and ran."""
+        """Run one C×H×W input; returns its row of the output and how long it queued and ran."""
         if self._stopped:
             raise BatcherStopped("the model is shutting down")
         item = _Pending(x, asyncio.get_running_loop().create_future())
@@ -124,7 +124,7 @@ class Batcher:
             started = time.perf_counter()
             try:
                 inputs = np.stack([item.x for item in batch])
-                logits = await asyncio.get_running_loop().run_in_executor(self._executor, self._infer, inputs)
+                outputs = await asyncio.get_running_loop().run_in_executor(self._executor, self._infer, inputs)
             except Exception as err:  # noqa: BLE001 - every waiting request must hear of it
                 for item in batch:
                     if not item.future.done():
@@ -136,6 +136,6 @@ class Batcher:
             for row, item in enumerate(batch):
                 if not item.future.done():  # a client that hung up has cancelled its future
                     timing = BatchTiming(started - item.submitted, elapsed, len(batch))
-                    item.future.set_result((logits[row], timing))
+                    item.future.set_result((outputs[row], timing))
         finally:
             self._slots.release()

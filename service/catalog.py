@@ -39,7 +39,7 @@ class Catalog:
             await loop.run_in_executor(self._executor, repository.load, model, self.settings, providers)
             if model.session is not None:
                 model.batcher = Batcher(
-                    model.infer, self._executor, max_batch=self.settings.max_batch,
+                    model.classify, self._executor, max_batch=self.settings.max_batch,
                     window_s=self.settings.batch_window_ms / 1000, enabled=self.settings.batching,
                     max_in_flight=self.settings.worker_threads,
                     on_batch=self._metrics.batch_recorder(model.id))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -18,7 +19,8 @@ from service.errors import CorruptImage, TooManyPixels, UnsupportedImage
 log = logging.getLogger("service.images")
 
 # Nothing downstream needs more than this: digits are centred into 20 px, photos resized to
-# 32 px. JPEG decodes straight at a reduced scale (Image.draft), which makes big photos cheap.
+# 32 px. Bigger images are shrunk to it as they are decoded (JPEG straight at a reduced scale,
+# with Image.draft; others by box averaging), so a 12-megapixel photo costs little more.
 WORKING_SIZE = 1024
 
 _HIGH_DEPTH_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")
@@ -26,12 +28,11 @@ _HIGH_DEPTH_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")
 
 def decode(data: bytes, max_pixels: int, mode: str) -> Image.Image:
     """Decode `data` into an upright image of `mode` ("L" or "RGB"), transparency on white."""
-    image = _open(data, max_pixels)
-    image = _upright(image)
-    return _flatten(image, mode)
+    return load(open_image(data, max_pixels), mode)
 
 
-def _open(data: bytes, max_pixels: int) -> Image.Image:
+def open_image(data: bytes, max_pixels: int) -> Image.Image:
+    """Read the header only (cheap): the format is known and the size is checked; no pixels yet."""
     try:
         image = Image.open(io.BytesIO(data))
     except Image.DecompressionBombError as err:
@@ -47,12 +48,20 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
                             f"the limit is {max_pixels:,}")
     if width == 0 or height == 0:
         raise CorruptImage(f"the image is {width}x{height} pixels: empty")
+    return image
+
+
+def load(image: Image.Image, mode: str) -> Image.Image:
+    """Decode an opened image's pixels: upright, `mode` ("L" or "RGB"), transparency on white."""
     try:
         image.draft(None, (WORKING_SIZE, WORKING_SIZE))  # JPEG only: decode at a reduced scale
         image.load()
     except Exception as err:  # noqa: BLE001 - truncated and damaged files fail here, in many ways
         raise CorruptImage(f"the {image.format or 'image'} data is truncated or damaged "
                            f"({_describe(err)})") from None
+    image = _flatten(_upright(image), mode)
+    if max(image.size) > WORKING_SIZE:
+        image = image.reduce(math.ceil(max(image.size) / WORKING_SIZE))
     return image
 
 

@@ -1,4 +1,9 @@
-"""One image -> one `Prediction`: decode in a worker thread, batch, softmax, top-k, timings."""
+"""One image -> one `Prediction`: decode, batch, top-k, timings.
+
+Tiny images (an MNIST-sized PNG) are decoded on the event loop: handing them to a thread
+costs more than decoding them, and the thread hand-over makes the loop wait for the GIL.
+Anything larger is decoded in a worker thread, so the loop never stalls on it.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +15,12 @@ import numpy as np
 
 from service.batching import BatcherStopped
 from service.errors import EmptyBody, ModelUnavailable
-from service.preprocess import InputSpec, preprocess
+from service.images import open_image
+from service.preprocess import InputSpec, preprocess_image
 from service.repository import ServedModel
 from service.schemas import ClassScore, Prediction, Timings
+
+INLINE_DECODE_PIXELS = 64 * 64
 
 
 async def predict_image(model: ServedModel, data: bytes, top_k: int, *, executor: Executor,
@@ -20,13 +28,18 @@ async def predict_image(model: ServedModel, data: bytes, top_k: int, *, executor
     """Classify one encoded image; `started` is when the request reached the handler."""
     if not data:
         raise EmptyBody("the image is empty (0 bytes)")
-    loop = asyncio.get_running_loop()
-    x, decode_s = await loop.run_in_executor(executor, _timed_preprocess, data, model.spec, max_pixels)
+    decode_start = time.perf_counter()
+    image = open_image(data, max_pixels)  # the header only: format and size checked
+    if image.width * image.height <= INLINE_DECODE_PIXELS:
+        x = preprocess_image(image, model.spec)
+    else:
+        x = await asyncio.get_running_loop().run_in_executor(executor, preprocess_image, image, model.spec)
+    decode_s = time.perf_counter() - decode_start
     try:
-        logits, timing = await model.batcher.submit(x)
+        probabilities, timing = await model.batcher.submit(x)
     except BatcherStopped as err:
         raise ModelUnavailable(f"model {model.id!r} is shutting down") from err
-    scores = top_classes(logits, model.card.classes, top_k)
+    scores = top_classes(probabilities, model.card.classes, top_k)
     return Prediction(
         model=model.id, label=scores[0].label, index=scores[0].index, probability=scores[0].probability,
         top_k=scores, provider=model.provider,
@@ -34,20 +47,13 @@ async def predict_image(model: ServedModel, data: bytes, top_k: int, *, executor
                            total=_ms(time.perf_counter() - started)))
 
 
-def top_classes(logits: np.ndarray, classes: list[str], k: int) -> list[ClassScore]:
-    """The k most probable classes (softmax of the logits), most probable first."""
-    shifted = logits.astype(np.float64) - float(np.max(logits))
-    probabilities = np.exp(shifted)
-    probabilities /= probabilities.sum()
-    order = np.argsort(-probabilities, kind="stable")[:max(1, min(k, len(classes)))]
-    return [ClassScore(label=classes[i], index=int(i), probability=float(probabilities[i])) for i in order]
-
-
-def _timed_preprocess(data: bytes, spec: InputSpec, max_pixels: int) -> tuple[np.ndarray, float]:
-    start = time.perf_counter()
-    x = preprocess(data, spec, max_pixels)
-    return x, time.perf_counter() - start
+def top_classes(probabilities: np.ndarray, classes: list[str], k: int) -> list[ClassScore]:
+    """The k most probable classes of one row of probabilities, most probable first."""
+    row = probabilities.tolist()  # plain Python: a numpy sort would release the GIL on the loop
+    order = sorted(range(len(row)), key=lambda i: -row[i])[:max(1, min(k, len(row)))]
+    return [ClassScore(label=classes[i], index=i, probability=row[i]) for i in order]
 
 
 def _ms(seconds: float) -> float:
     return round(seconds * 1000, 3)
+

@@ -51,6 +51,16 @@ class ServedModel:
         assert self.session is not None and self.card is not None
         return self.session.run([self.card.output.name], {self.card.input.name: images})[0]
 
+    def classify(self, images: np.ndarray) -> np.ndarray:
+        """N×C×H×W -> N×K probabilities, softmax included: the batch's worker thread does it all."""
+        return softmax(self.infer(images))
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """N×K logits -> N×K probabilities (float64), computed stably."""
+    exp = np.exp(logits.astype(np.float64) - logits.max(axis=1, keepdims=True))
+    return exp / exp.sum(axis=1, keepdims=True)
+
 
 def discover(repository: Path) -> list[ServedModel]:
     """One entry per model folder; hidden folders (an export in progress) are skipped."""

@@ -20,6 +20,11 @@ def centre_of_mass(field: np.ndarray) -> tuple[float, float]:
     return float((ys * field).sum() / field.sum()), float((xs * field).sum() / field.sum())
 
 
+def field(gray: np.ndarray) -> np.ndarray:
+    """digit_field on an 8-bit array, as values in [0, 1]."""
+    return digit_field(gray).astype(np.float32) / 255
+
+
 def correlation(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(a.ravel(), b.ravel())[0, 1])
 
@@ -27,7 +32,7 @@ def correlation(a: np.ndarray, b: np.ndarray) -> float:
 def test_an_mnist_digit_comes_back_nearly_unchanged() -> None:
     # MNIST digits already went through this procedure: redoing it must change little.
     images, _ = mnist_test()
-    correlations = [correlation(digit_field(x), x / 255) for x in images[:200]]
+    correlations = [correlation(field(x), x / 255) for x in images[:200]]
     assert np.median(correlations) > 0.95
     assert np.mean(correlations) > 0.9
 
@@ -36,13 +41,13 @@ def test_a_digit_is_cropped_scaled_to_20_px_and_centred_by_mass() -> None:
     page = np.full((500, 400), 255, np.uint8)
     page[30:130, 300:340] = 0  # a black bar, 100x40, near the top-right corner of white paper
     page[30:50, 280:300] = 0  # with a flag on its top-left: the mass sits left of the box centre
-    field = digit_field(page)
-    assert field.shape == (28, 28)
-    rows = np.flatnonzero((field > 0.3).any(axis=1))
+    result = field(page)
+    assert result.shape == (28, 28)
+    rows = np.flatnonzero((result > 0.3).any(axis=1))
     assert 19 <= rows[-1] - rows[0] + 1 <= 21  # the longer side is 20 px
-    cy, cx = centre_of_mass(field)
+    cy, cx = centre_of_mass(result)
     assert abs(cy - 14) <= 0.5 and abs(cx - 14) <= 0.5  # where MNIST puts it
-    assert field.max() == pytest.approx(1.0, abs=0.05)  # black ink became full-white ink
+    assert result.max() == pytest.approx(1.0, abs=0.05)  # black ink became full-white ink
 
 
 @pytest.mark.parametrize("variant", ["ink_on_paper", "photo_of_paper"])
@@ -53,13 +58,13 @@ def test_the_same_digit_drawn_differently_reaches_the_model_alike(variant: str) 
     correlations = []
     for x in images[:60]:
         page = np.asarray(make(x, rng).convert("L"))
-        correlations.append(correlation(digit_field(page), digit_field(x)))
+        correlations.append(correlation(field(page), field(x)))
     assert np.median(correlations) > 0.85
 
 
 def test_a_blank_page_gives_an_empty_field() -> None:
-    assert not digit_field(np.full((50, 80), 240, np.uint8)).any()
-    assert not digit_field(np.zeros((28, 28), np.uint8)).any()
+    assert not field(np.full((50, 80), 240, np.uint8)).any()
+    assert not field(np.zeros((28, 28), np.uint8)).any()
 
 
 def test_digit_input_is_normalised_with_the_cards_mean_and_std() -> None:

@@ -13,6 +13,7 @@ from service import repository
 from service.settings import Settings
 
 SETTINGS = Settings(providers=("CPUExecutionProvider",), max_batch=4)
+NCHW = {"dtype": "float32", "layout": "NCHW"}
 
 
 def load(folder: Path) -> repository.ServedModel:
@@ -69,8 +70,8 @@ def test_a_file_that_is_not_onnx_is_refused_by_onnx_runtime(repo_copy: Path) -> 
     (lambda d: edit_card(d, classes=["a", "b"]), "does not match 2 classes"),
     (lambda d: edit_card(d, preprocessing={"kind": "audio", "mean": [0.1], "std": [0.3]}), "not a valid card"),
     (lambda d: edit_card(d, preprocessing={"kind": "digit", "mean": [0.1, 0.2], "std": [0.3]}), "mean/std"),
-    (lambda d: edit_card(d, input={"name": "image", "shape": [1, 32, 32]}), "the card says"),
-    (lambda d: edit_card(d, input={"name": "pixels", "shape": [1, 28, 28]}), "are not the card's"),
+    (lambda d: edit_card(d, input={**NCHW, "name": "image", "shape": [1, 32, 32]}), "the card says"),
+    (lambda d: edit_card(d, input={**NCHW, "name": "pixels", "shape": [1, 28, 28]}), "are not the card's"),
     (lambda d: (d / "1" / "model.onnx").unlink(), "cannot be read"),
 ])
 def test_a_model_whose_card_or_files_do_not_fit_is_unavailable(repo_copy: Path, change, reason: str) -> None:

@@ -41,7 +41,7 @@ def test_200_concurrent_requests_are_all_answered_correctly_in_shared_batches(se
     # The reference: each image alone, through the same preprocessing and ONNX file, in this process.
     reference = ServedModel(id="cnn-mnist", folder=random_repo / "cnn-mnist")
     load(reference, Settings(providers=("CPUExecutionProvider",)), ("CPUExecutionProvider",))
-    expected = [top_classes(reference.infer(preprocess(data, reference.spec, 10**8)[None])[0],
+    expected = [top_classes(reference.classify(preprocess(data, reference.spec, 10**8)[None])[0],
                             reference.card.classes, 3) for data in images]
     calls_before, batched_before = batch_sizes(httpx.get(f"{server.url}/metrics").text, "cnn-mnist")
 

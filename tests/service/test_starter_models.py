@@ -1,0 +1,94 @@
+"""The committed starter models in models/, served for real, on real fixture images.
+
+Digits must classify correctly (>= 97 %) as MNIST PNGs, and also inverted to dark ink on
+white paper, enlarged into a large canvas and placed off-centre, and as a phone photo of
+such a page would look. CIFAR-10 photos must classify as the card's test accuracy says.
+These tests fail, never skip, when the starter models are missing: publish them with
+`make export-all`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+
+import httpx
+import numpy as np
+import pytest
+from fixture_images import cifar_test, encode, ink_on_paper, mnist_test, photo_of_paper
+from live_server import REPO_ROOT, Server, running_server
+
+MODELS = REPO_ROOT / "models"
+STARTER_MNIST = ("cnn-mnist", "lenet5-mnist", "inception-mnist", "residual-mnist", "preact-residual-mnist")
+STARTER_CIFAR = ("lenet5-cifar10",)
+MIN_DIGIT_ACCURACY = 0.97
+DRAWN_SAMPLE = 200  # large canvases cost ~10 ms each to preprocess: a sample is enough for 97 %
+CHUNK = 50  # images per batch request
+
+
+def cifar_models() -> list[str]:
+    present = sorted(p.parent.name for p in MODELS.glob("*-cifar10/card.json"))
+    return sorted(set(present) | set(STARTER_CIFAR))
+
+
+@pytest.fixture(scope="module")
+def starter_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    missing = [m for m in STARTER_MNIST + STARTER_CIFAR if not (MODELS / m / "card.json").exists()]
+    assert not missing, (f"starter models missing from {MODELS}: {', '.join(missing)}; "
+                         "train them and publish them with `make export-all`")
+    with running_server(MODELS, tmp_path_factory.mktemp("starter-logs")) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def digit_sets() -> dict[str, tuple[list[bytes], np.ndarray]]:
+    """Encoded fixture digits and their labels, as each variant draws them."""
+    images, labels = mnist_test()
+    rng = np.random.default_rng(0)
+    drawn, drawn_labels = images[:DRAWN_SAMPLE], labels[:DRAWN_SAMPLE]
+    return {
+        "mnist-png": ([encode(x) for x in images], labels),
+        "ink-on-paper-large-offcentre-png": ([encode(ink_on_paper(x, rng)) for x in drawn], drawn_labels),
+        "ink-on-paper-large-offcentre-jpeg": (
+            [encode(ink_on_paper(x, rng).convert("RGB"), "JPEG", quality=85) for x in drawn], drawn_labels),
+        "photo-of-paper-jpeg": ([encode(photo_of_paper(x, rng), "JPEG", quality=80) for x in drawn], drawn_labels),
+    }
+
+
+def classify(http: httpx.Client, model: str, images: list[bytes]) -> list[int]:
+    indices = []
+    for start in range(0, len(images), CHUNK):
+        files = [("files", (f"{i}", data)) for i, data in enumerate(images[start:start + CHUNK])]
+        response = http.post(f"/predict/{model}/batch", files=files, params={"top_k": 1})
+        assert response.status_code == 200, response.text
+        results = response.json()["results"]
+        assert all("error" not in r for r in results), [r for r in results if "error" in r][:3]
+        indices += [r["index"] for r in results]
+    return indices
+
+
+@pytest.mark.parametrize("variant", ["mnist-png", "ink-on-paper-large-offcentre-png",
+                                     "ink-on-paper-large-offcentre-jpeg", "photo-of-paper-jpeg"])
+@pytest.mark.parametrize("model", STARTER_MNIST)
+def test_starter_digit_models_classify_fixture_digits(starter_server: Server, digit_sets, model: str,
+                                                      variant: str) -> None:
+    images, labels = digit_sets[variant]
+    with starter_server.client() as http:
+        predicted = classify(http, model, images)
+    accuracy = float(np.mean(np.array(predicted) == labels))
+    assert accuracy >= MIN_DIGIT_ACCURACY, f"{model} on {variant}: {accuracy:.1%} of {len(labels)}"
+
+
+@pytest.mark.parametrize("model", cifar_models())
+def test_starter_photo_models_classify_as_their_card_says(starter_server: Server, model: str) -> None:
+    images, labels = cifar_test()
+    card = json.loads((MODELS / model / "card.json").read_text())
+    with starter_server.client() as http:
+        predicted = classify(http, model, [encode(x) for x in images])
+    accuracy = float(np.mean(np.array(predicted) == labels))
+    # 500 images estimate the full test set's accuracy to within a few points: allow three
+    # standard errors of the binomial, plus one point.
+    p = card["test_accuracy"]
+    tolerance = 3 * math.sqrt(p * (1 - p) / len(labels)) + 0.01
+    assert abs(accuracy - p) <= tolerance, f"{model}: {accuracy:.1%} on the fixtures, card says {p:.1%}"
