@@ -56,6 +56,14 @@ bench-train: $(VENV)/.dev
 bench-engine: $(VENV)/.dev
 	$(BIN)/python bench/engine.py
 
+# The service: serving dependencies only (no torch), models/ on $(HOST):$(PORT).
+serve: $(VENV)/.serve
+	CNNZOO_HOST=$(HOST) CNNZOO_PORT=$(PORT) $(BIN)/python -m service
+
+# Real servers and a load generator in another process (wrk if installed); prints the figures.
+bench-service: $(VENV)/.dev
+	$(BIN)/python bench/service.py
+
 bench: bench-train bench-engine
 
 clean:
