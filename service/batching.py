@@ -1,7 +1,9 @@
 """Dynamic batching: concurrent requests for one model share one ONNX Runtime call.
 
-The first request of a batch waits at most `window_s` for company (less when it already
-waited for a free worker); the batch closes early when `max_batch` inputs are waiting. The
+A request that finds the model idle runs at once: waiting would only add latency. While a
+batch is running, the next one gathers: its first request waits at most `window_s` for
+company (less when it already waited for a free worker), and the batch closes early when
+`max_batch` inputs are waiting. The
 call runs in a worker thread (ONNX Runtime releases the GIL), so the event loop keeps
 accepting requests, and at most `max_in_flight` batches of a model run at once. Each row of
 the output goes back to the request that sent it. ONNX Runtime computes every row of a
@@ -111,7 +113,7 @@ class Batcher:
             self._arrived.clear()
             await self._arrived.wait()
         wait = self._pending[0].submitted + self.window_s - time.perf_counter()
-        if len(self._pending) < self.max_batch and wait > 0:
+        if self._running and len(self._pending) < self.max_batch and wait > 0:
             self._full.clear()
             with suppress(TimeoutError):
                 await asyncio.wait_for(self._full.wait(), wait)
