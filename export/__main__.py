@@ -2,6 +2,7 @@
 
     python -m export export --id cnn-mnist [--runs runs] [--models models]
     python -m export export-all [--force]
+    python -m export report          # the parity table docs/results.md quotes, from models/*/card.json
 
 Exit status: 0 published (or already up to date), 1 the parity gate failed (the report is
 printed and nothing is published), 2 the run or the dataset is not there.
@@ -40,7 +41,11 @@ def main(argv: list[str] | None = None) -> int:
     every = sub.add_parser("export-all", help="publish every finished run in --runs")
     every.add_argument("--force", action="store_true",
                        help="republish models whose card already matches the run's weights")
+    sub.add_parser("report", help="print the parity report of every published model as a Markdown table")
     args = parser.parse_args(argv)
+    if args.command == "report":
+        print(parity_table(args.models))
+        return 0
     try:
         providers = _providers(args.providers)
     except ValueError as err:
@@ -99,6 +104,22 @@ def _publish(run_dir: Path, args: argparse.Namespace, providers: list[str] | Non
     print(ParityReport.from_dict(card["parity"]).summary())
     print(f"{card['id']}: published -> {folder} ({card['onnx_bytes'] / 1e6:.2f} MB ONNX)")
     return 0
+
+
+def parity_table(models: Path) -> str:
+    """One row per (published model, provider): the figures docs/results.md quotes."""
+    rows = ["| model | images | provider | max abs logit diff | max abs prob diff | argmax agreement "
+            "| PyTorch accuracy | ORT accuracy | ONNX MB |",
+            "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for card_file in sorted(models.glob(f"*/{CARD_FILE}")):
+        card = read_card(card_file.parent)
+        parity = ParityReport.from_dict(card["parity"])
+        for p in parity.providers:
+            rows.append(f"| {card['id']} | {parity.images} | {p.provider} | {p.max_abs_logit_diff:.2e} "
+                        f"| {p.max_abs_prob_diff:.2e} | {100 * p.argmax_agreement:.2f} % "
+                        f"| {100 * parity.torch_accuracy:.2f} % | {100 * p.onnx_accuracy:.2f} % "
+                        f"| {card['onnx_bytes'] / 1e6:.2f} |")
+    return "\n".join(rows)
 
 
 if __name__ == "__main__":

@@ -206,3 +206,15 @@ def test_cli_rejects_bad_options_with_a_usage_error(make_run, repo, capsys, bad)
 def test_a_parity_limit_below_one_is_refused(make_run, repo):
     with pytest.raises(ValueError, match="at least 1"):
         publish_run(make_run("cnn", "mnist"), repo, parity_limit=0)
+
+
+def test_cli_report_tabulates_every_published_models_parity(make_run, repo, capsys):
+    folder = publish_fixture(make_run("cnn", "mnist"), repo)
+    capsys.readouterr()
+    assert main(["--models", str(repo), "report"]) == 0
+    header, _, row = capsys.readouterr().out.strip().splitlines()
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    parity = read_card(folder)["parity"]
+    assert "max abs logit diff" in header
+    assert cells[:3] == ["cnn-mnist", str(LIMIT), "CPUExecutionProvider"]
+    assert float(cells[3]) == pytest.approx(parity["providers"][0]["max_abs_logit_diff"], rel=0.01)
