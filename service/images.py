@@ -92,7 +92,7 @@ def _flatten(image: Image.Image, mode: str) -> Image.Image:
 
 def _to_8bit(image: Image.Image) -> Image.Image:
     """16-bit, 32-bit integer and float greyscale -> L, keeping the image's own range."""
-    values = np.asarray(image, dtype=np.float32)
+    values = np.nan_to_num(np.asarray(image, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
     top = float(values.max()) if values.size else 0.0
     if image.mode.startswith("I;16") or 255.0 < top <= 65535.0:
         values = values / 257.0  # 16-bit samples: 65535 -> 255

@@ -47,8 +47,7 @@ class ServedModel:
     batcher: Batcher | None = None
 
     def infer(self, images: np.ndarray) -> np.ndarray:
-        """N×C×H×W normalised float32 -> N×K logits (runs in a worker thread)."""
-        assert self.session is not None and self.card is not None
+        """N×C×H×W normalised float32 -> N×K logits (runs in a worker thread; loaded models only)."""
         return self.session.run([self.card.output.name], {self.card.input.name: images})[0]
 
     def classify(self, images: np.ndarray) -> np.ndarray:
