@@ -31,8 +31,18 @@ class Metrics:
                                    "one call per batch", ["model"], buckets=LATENCY_BUCKETS, registry=self.registry)
         self.batch_size = Histogram("cnnzoo_batch_size", "Images per ONNX Runtime call", ["model"],
                                     buckets=BATCH_BUCKETS, registry=self.registry)
+        self._children: dict[tuple[str, str, int], tuple] = {}
         self.model_ready = Gauge("cnnzoo_model_ready", "1 when the model serves, 0 when loading or "
                                  "unavailable", ["model", "provider"], registry=self.registry)
+
+    def record_request(self, model: str, endpoint: str, status: int, seconds: float) -> None:
+        key = (model, endpoint, status)
+        children = self._children.get(key)
+        if children is None:  # labels() takes a lock and builds a key: do it once per series
+            children = self._children[key] = (self.requests.labels(model, endpoint, str(status)),
+                                              self.latency.labels(model, endpoint))
+        children[0].inc()
+        children[1].observe(seconds)
 
     def batch_recorder(self, model: str):
         """A Batcher's on_batch callback for `model`."""

@@ -16,7 +16,7 @@ import numpy as np
 from service.batching import BatcherStopped
 from service.errors import EmptyBody, ModelUnavailable
 from service.images import open_image
-from service.preprocess import InputSpec, preprocess_image
+from service.preprocess import preprocess_image
 from service.repository import ServedModel
 from service.schemas import ClassScore, Prediction, Timings
 

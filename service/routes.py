@@ -180,5 +180,4 @@ def _tracked(state: ServiceState, model: str, endpoint: str) -> Iterator[None]:
         state.metrics.errors.labels(label, "internal_error").inc()
         raise
     finally:
-        state.metrics.requests.labels(label, endpoint, str(status)).inc()
-        state.metrics.latency.labels(label, endpoint).observe(time.perf_counter() - start)
+        state.metrics.record_request(label, endpoint, status, time.perf_counter() - start)
