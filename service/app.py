@@ -2,7 +2,7 @@
 
 At startup (the lifespan) the worker threads, the metrics and the catalog of models are made,
 and the models start loading in the background; at shutdown, requests still queued for a
-batch are answered first, then the threads stop. `/` is left free for the web page.
+batch are answered first, then the threads stop. `/` serves the web page (service/page.py).
 
     uvicorn --factory service.app:create_app        # settings from CNNZOO_* variables
     python -m service                                # the same, with host/port/workers from them
@@ -24,6 +24,7 @@ from litestar.openapi import OpenAPIConfig
 from service.catalog import Catalog
 from service.errors import ServiceError, http_error_handler, internal_error_handler, service_error_handler
 from service.metrics import Metrics
+from service.page import PAGE_ROUTES
 from service.routes import ROUTES, ServiceState
 from service.settings import Settings
 
@@ -56,7 +57,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             executor.shutdown(wait=True, cancel_futures=True)
 
     return Litestar(
-        route_handlers=ROUTES,
+        route_handlers=[*ROUTES, *PAGE_ROUTES],
         lifespan=[lifespan],
         request_max_body_size=settings.max_upload_bytes,
         exception_handlers={

@@ -1,0 +1,35 @@
+"""The web page to try the models: `GET /` and its files under `/static/`.
+
+Plain HTML, CSS and JavaScript shipped in `service/static/`: no build step, nothing fetched
+from elsewhere (the Content-Security-Policy forbids it), so the page works offline. It talks
+to the service through the same public API as any client: `GET /models`, `POST /predict/{model}`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from litestar import Response, get
+from litestar.datastructures import CacheControlHeader
+from litestar.enums import MediaType
+from litestar.static_files import create_static_files_router
+
+STATIC_DIR = Path(__file__).parent / "static"
+
+# Only this server's own files and API; `blob:` for the preview of the photo being sent.
+CONTENT_SECURITY_POLICY = ("default-src 'self'; img-src 'self' blob:; object-src 'none'; "
+                           "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+# Revalidate on every load, so a new release's page and scripts are never mixed with old ones.
+REVALIDATE = CacheControlHeader(no_cache=True)
+
+
+@get("/", include_in_schema=False, cache_control=REVALIDATE)
+async def index() -> Response[bytes]:
+    return Response((STATIC_DIR / "index.html").read_bytes(), media_type=MediaType.HTML,
+                    headers={"Content-Security-Policy": CONTENT_SECURITY_POLICY})
+
+
+static_files = create_static_files_router(path="/static", directories=[STATIC_DIR], name="static",
+                                          cache_control=REVALIDATE, include_in_schema=False)
+
+PAGE_ROUTES = [index, static_files]

@@ -1,0 +1,53 @@
+"""A page view in the browser tests: the open page, what it requested, its script errors."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from live_server import REPO_ROOT, Server
+
+DIGIT_MODELS = ("cnn-mnist", "lenet5-mnist")
+PHOTO_MODEL = "lenet5-cifar10"
+ARTIFACTS = REPO_ROOT / "test-artifacts" / "web"
+DESKTOP = {"viewport": {"width": 1280, "height": 900}}
+PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2, "is_mobile": True, "has_touch": True,
+         "color_scheme": "dark"}
+
+
+@dataclass
+class Visit:
+    """An open page and what it did: every request's URL, and every uncaught script error."""
+
+    page: object
+    requests: list[str] = field(default_factory=list)
+    page_errors: list[str] = field(default_factory=list)
+
+    def predict_requests(self) -> list[str]:
+        return [url for url in self.requests if "/predict/" in url]
+
+    def screenshot(self, name: str) -> Path:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        path = ARTIFACTS / f"{name}.png"
+        self.page.screenshot(path=path, full_page=True)
+        return path
+
+
+def open_page(browser, server: Server, **context_options) -> Iterator[Visit]:
+    from playwright.sync_api import expect
+
+    context = browser.new_context(**context_options)
+    page = context.new_page()
+    visit = Visit(page)
+    page.on("request", lambda request: visit.requests.append(request.url))
+    page.on("pageerror", lambda error: visit.page_errors.append(str(error)))
+    try:
+        page.goto(server.url + "/")
+        # The pickers are filled from /models once the scripts have run.
+        expect(page.locator("#digit-model")).to_be_enabled()
+        expect(page.locator("#photo-model")).to_be_enabled()
+        yield visit
+        assert not visit.page_errors, f"uncaught script errors: {visit.page_errors}"
+    finally:
+        context.close()
