@@ -9,6 +9,7 @@ the others serve.
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,9 +17,10 @@ from pathlib import Path
 import msgspec
 import numpy as np
 import onnxruntime as ort
+from PIL import Image
 
 from service.batching import Batcher
-from service.preprocess import InputSpec
+from service.preprocess import InputSpec, preprocess
 from service.schemas import Card, ModelStatus
 from service.settings import Settings
 
@@ -137,7 +139,11 @@ def open_session(blob: bytes, card: Card, providers: tuple[str, ...], ort_thread
 
 
 def warm_up(model: ServedModel, sizes: tuple[int, ...]) -> None:
-    """Run zero batches of each size once, so the first requests do not pay for allocation."""
+    """Preprocess a blank PNG and run zero batches of each size once, so the first requests
+    pay neither for Pillow's plugin loading nor for ONNX Runtime's allocations."""
+    blank = io.BytesIO()
+    Image.new("L", (model.spec.width, model.spec.height)).save(blank, "PNG")
+    preprocess(blank.getvalue(), model.spec, max_pixels=model.spec.width * model.spec.height)
     for size in sizes:
         logits = model.infer(np.zeros((size, *model.card.input.shape), dtype=np.float32))
         if logits.shape != (size, len(model.card.classes)) or not np.isfinite(logits).all():
