@@ -3,6 +3,7 @@
 #   make test          the test suite (what CI runs)
 #   make train-all     train the whole matrix into runs/   (FORCE=1 retrains finished runs)
 #   make export-all    publish every trained run into models/
+#   make container-test  build and run the images with podman, end to end (minutes; see README)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -65,6 +66,10 @@ bench-service: $(VENV)/.dev
 	$(BIN)/python bench/service.py
 
 bench: bench-train bench-engine
+
+# Both serving images and docker-compose.yml, for real. Needs podman (../shared/tools/container-sandbox.sh).
+container-test: $(VENV)/.dev
+	$(BIN)/python scripts/container_test.py $(CONTAINER_TEST_ARGS)
 
 clean:
 	rm -rf .pytest_cache test-artifacts bench/out
