@@ -14,7 +14,7 @@ import math
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from service.errors import CorruptImage, TooManyPixels, UnsupportedImage
+from service.errors import CorruptImage, ServiceError, TooManyPixels, UnsupportedImage
 
 log = logging.getLogger("service.images")
 
@@ -59,9 +59,15 @@ def load(image: Image.Image, mode: str) -> Image.Image:
     except Exception as err:  # noqa: BLE001 - truncated and damaged files fail here, in many ways
         raise CorruptImage(f"the {image.format or 'image'} data is truncated or damaged "
                            f"({_describe(err)})") from None
-    image = _flatten(_upright(image), mode)
-    if max(image.size) > WORKING_SIZE:
-        image = image.reduce(math.ceil(max(image.size) / WORKING_SIZE))
+    try:
+        image = _flatten(_upright(image), mode)
+        if max(image.size) > WORKING_SIZE:
+            image = image.reduce(math.ceil(max(image.size) / WORKING_SIZE))
+    except ServiceError:
+        raise
+    except Exception as err:  # noqa: BLE001 - decoded, but its pixels cannot be converted
+        raise CorruptImage(f"the {image.format or 'image'} pixels cannot be converted "
+                           f"({_describe(err)})") from None
     return image
 
 

@@ -96,3 +96,14 @@ def test_input_spec_comes_from_the_card(random_repo) -> None:
 
     spec = InputSpec.from_card(read_card(random_repo / "lenet5-cifar10"))
     assert spec == CIFAR_SPEC
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (2, 3), (1, 100), (100, 1), (3, 3)])
+def test_tiny_and_thin_images_are_handled(shape: tuple[int, int]) -> None:
+    rng = np.random.default_rng(0)
+    gray = rng.integers(0, 256, size=shape, dtype=np.uint8)
+    gray.flat[0] = 0
+    result = field(gray)
+    assert result.shape == (28, 28) and np.isfinite(result).all()
+    photo = preprocess(encode(np.dstack([gray] * 3)), CIFAR_SPEC, LIMIT)
+    assert photo.shape == (3, 32, 32)
