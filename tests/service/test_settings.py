@@ -47,3 +47,12 @@ def test_provider_names_may_be_short_or_onnx_runtimes_own() -> None:
 def test_a_bad_value_names_its_variable(key: str, value: str, message: str) -> None:
     with pytest.raises(SettingsError, match=message.replace(".", r"\.").replace("(", r"\(")):
         Settings.from_env({key: value})
+
+
+def test_the_readme_documents_every_setting() -> None:
+    import re
+    from dataclasses import fields
+
+    readme = (Path(__file__).parent.parent.parent / "README.md").read_text()
+    documented = set(re.findall(r"`CNNZOO_([A-Z_]+)`", readme))
+    assert documented == {field.name.upper() for field in fields(Settings)}
