@@ -35,8 +35,7 @@ class Classifier {
       const [title, detail] = error instanceof ServiceError
         ? [`The service could not classify this (${error.code}, HTTP ${error.status}).`, error.detail]
         : ["The service did not answer.", `${error.message}. Is the server still running?`];
-      showError(this.area, title, detail);
-      this.announcer.textContent = title;
+      showError(this.area, title, detail); // role="alert": read out as it appears
     }
   }
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,7 +35,9 @@ class Visit:
         return path
 
 
+@contextmanager
 def open_page(browser, server: Server, **context_options) -> Iterator[Visit]:
+    """The page at `/` in a fresh browser context, once its pickers are filled; closed after."""
     from playwright.sync_api import expect
 
     context = browser.new_context(**context_options)
@@ -49,5 +52,10 @@ def open_page(browser, server: Server, **context_options) -> Iterator[Visit]:
         expect(page.locator("#photo-model")).to_be_enabled()
         yield visit
         assert not visit.page_errors, f"uncaught script errors: {visit.page_errors}"
+        # Nothing from a CDN or anywhere else: the page works offline. (blob: is the preview of
+        # the photo being sent, made by the page itself.)
+        own = (f"{server.url}/", f"blob:{server.url}/")
+        foreign = [url for url in visit.requests if not url.startswith(own)]
+        assert not foreign, f"the page fetched from elsewhere than {server.url}: {foreign}"
     finally:
         context.close()

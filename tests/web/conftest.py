@@ -46,22 +46,30 @@ def browser() -> Iterator[object]:
 
 
 @pytest.fixture(scope="session")
-def web_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """The service on the real starter models, on a free loopback port; stopped at the end."""
+def starter_models() -> Path:
+    """models/, holding the starter models the tests use (read-only: copy to change)."""
     needed = (*DIGIT_MODELS, PHOTO_MODEL)
     missing = [model for model in needed if not (MODELS / model / "card.json").exists()]
     assert not missing, (f"starter models missing from {MODELS}: {', '.join(missing)}; "
                          "train them and publish them with `make export-all`")
-    with running_server(MODELS, tmp_path_factory.mktemp("web-server-logs")) as server:
+    return MODELS
+
+
+@pytest.fixture(scope="session")
+def web_server(starter_models: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The service on the real starter models, on a free loopback port; stopped at the end."""
+    with running_server(starter_models, tmp_path_factory.mktemp("web-server-logs")) as server:
         yield server
 
 
 @pytest.fixture
 def desktop(browser, web_server: Server) -> Iterator[Visit]:
-    yield from open_page(browser, web_server, **DESKTOP)
+    with open_page(browser, web_server, **DESKTOP) as visit:
+        yield visit
 
 
 @pytest.fixture
 def phone(browser, web_server: Server) -> Iterator[Visit]:
-    yield from open_page(browser, web_server, **PHONE)
+    with open_page(browser, web_server, **PHONE) as visit:
+        yield visit
 

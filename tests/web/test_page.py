@@ -1,22 +1,25 @@
 """The page at `/`, driven in real headless Chromium against the real service and starter models.
 
 Digits are drawn stroke by stroke with mouse (and finger) events; real CIFAR-10 test images
-are uploaded as PNG files, picked and dropped; a file that is not an image must bring the
-service's error message onto the page. Every page view must load nothing but this server's
-own files and raise no script error. Screenshots: test-artifacts/web/.
+are uploaded as PNG files, picked, dropped and chosen by keyboard; files the service refuses
+must bring its error message onto the page. Every page view must load nothing but this
+server's own files and raise no script error (browsing.open_page checks both).
+Screenshots: test-artifacts/web/.
 """
 
 from __future__ import annotations
 
 import base64
 import re
+import shutil
+from pathlib import Path
 
 import httpx
 import pytest
-from browsing import DIGIT_MODELS, PHOTO_MODEL, Visit
+from browsing import DESKTOP, DIGIT_MODELS, PHOTO_MODEL, Visit, open_page
 from fixture_images import cifar_test, encode
 from handwriting import DIGITS, draw_with_mouse, draw_with_touch
-from live_server import Server
+from live_server import Server, running_server
 
 try:
     from playwright.sync_api import expect
@@ -49,16 +52,17 @@ def answer_of(visit: Visit, panel: str) -> dict:
     }
 
 
-def draw(visit: Visit, strokes) -> None:
-    """Draw with the mouse; each finished stroke must send one prediction request."""
+def draw(visit: Visit, strokes, *, touch: bool = False) -> None:
+    """Draw with the mouse (or a finger); each finished stroke must send one prediction request."""
     page = visit.page
+    draw_stroke = draw_with_touch if touch else draw_with_mouse
 
     def predict_response(response) -> bool:
         return "/predict/" in response.url and response.request.method == "POST"
 
     for stroke in strokes:
         with page.expect_response(predict_response):
-            draw_with_mouse(page, page.locator("#digit-canvas"), [stroke])
+            draw_stroke(page, page.locator("#digit-canvas"), [stroke])
 
 
 def shown_probabilities_descend(bars: list[tuple[str, str]]) -> bool:
@@ -100,9 +104,8 @@ def test_changing_the_model_sends_the_drawing_again(desktop: Visit) -> None:
 def test_a_digit_drawn_with_a_finger_on_a_phone(phone: Visit) -> None:
     page = phone.page
     page.select_option("#digit-model", DIGIT_MODELS[0])
-    draw_with_touch(page, page.locator("#digit-canvas"), DIGITS["7"])
-    expect(page.locator("#digit-result .answer-label")).to_have_text("7")
-    assert len(phone.predict_requests()) == 2  # one per stroke
+    draw(phone, DIGITS["7"], touch=True)
+    assert answer_of(phone, "digit")["label"] == "7"
     # The two panels stack and nothing is wider than the phone's screen.
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     phone.screenshot("phone-digit-7")
@@ -230,13 +233,30 @@ def test_the_page_works_by_keyboard(desktop: Visit, cifar_pngs) -> None:
     assert answer_of(desktop, "photo")["label"] == true_class
 
 
-def test_the_page_loads_only_from_this_server(desktop: Visit, web_server: Server) -> None:
-    draw(desktop, DIGITS["1"])
-    assert answer_of(desktop, "digit")["label"] == "1"
-    # Nothing fetched from a CDN or anywhere else: the page works offline.
-    assert all(url.startswith(web_server.url + "/") for url in desktop.requests), desktop.requests
+def test_the_page_is_served_whole_by_this_server(desktop: Visit, web_server: Server) -> None:
+    # (Every visit also checks that nothing came from elsewhere: see browsing.open_page.)
     fetched = {url.removeprefix(web_server.url) for url in desktop.requests}
     assert {"/", "/static/app.js", "/static/style.css", "/models"} <= fetched, fetched
-    # And the browser is told to refuse anything else.
-    policy = httpx.get(web_server.url + "/").headers["content-security-policy"]
-    assert "default-src 'self'" in policy
+    page = httpx.get(web_server.url + "/")
+    assert page.headers["content-type"].startswith("text/html")
+    # The browser is told to refuse anything from elsewhere.
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    # Module scripts run only when served as JavaScript.
+    script = httpx.get(web_server.url + "/static/app.js")
+    assert script.status_code == 200 and "javascript" in script.headers["content-type"]
+
+
+def test_an_unavailable_model_is_named_with_its_reason_and_cannot_be_picked(
+        browser, starter_models: Path, tmp_path: Path) -> None:
+    repo = tmp_path / "models"
+    for model in (DIGIT_MODELS[0], PHOTO_MODEL):
+        shutil.copytree(starter_models / model, repo / model)
+    (repo / PHOTO_MODEL / "1" / "model.onnx").write_bytes(b"not an ONNX file")
+    with running_server(repo, tmp_path) as server, open_page(browser, server, **DESKTOP) as visit:
+        reason = httpx.get(f"{server.url}/models/{PHOTO_MODEL}").json()["error"]
+        page = visit.page
+        expect(page.locator("#service-notice")).to_have_text(f"Unavailable: {PHOTO_MODEL} ({reason}).")
+        expect(page.locator(f"#photo-model option[value='{PHOTO_MODEL}']")).to_be_disabled()
+        # Uploads go to a model that serves: the digit model, for a picture of a digit.
+        expect(page.locator("#photo-model")).to_have_value(DIGIT_MODELS[0])
+        visit.screenshot("unavailable-model")
