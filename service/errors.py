@@ -57,6 +57,12 @@ class MissingFile(ServiceError):
     status_code, code = 400, "missing_file"
 
 
+class ClientDisconnected(ServiceError):
+    """The client hung up mid-upload; nobody reads the answer, but it is not a server error."""
+
+    status_code, code = 400, "client_disconnected"
+
+
 class UnsupportedMediaType(ServiceError):
     """The request's Content-Type is neither `image/*` nor `multipart/form-data`."""
 

@@ -12,13 +12,14 @@ from typing import Annotated
 
 from litestar import Request, Response, get, post
 from litestar.datastructures import UploadFile
-from litestar.exceptions import HTTPException
+from litestar.exceptions import HTTPException, InternalServerException
 from litestar.openapi import ResponseSpec
 from litestar.params import Parameter
 
 from service import openapi
 from service.catalog import Catalog
-from service.errors import EmptyBody, ErrorBody, MissingFile, ServiceError, TooManyImages, UnsupportedMediaType
+from service.errors import (ClientDisconnected, EmptyBody, ErrorBody, MissingFile, ServiceError, TooManyImages,
+                            UnsupportedMediaType)
 from service.metrics import UNKNOWN_MODEL, Metrics
 from service.predict import predict_image
 from service.schemas import BatchItem, BatchPrediction, Liveness, ModelCard, ModelList, ModelSummary, Prediction, Readiness
@@ -129,9 +130,17 @@ async def metrics(request: Request) -> bytes:
 ROUTES = [predict, predict_batch, list_models, model_card, live, ready, metrics]
 
 
+async def _body(request: Request) -> bytes:
+    """The whole body (enforcing CNNZOO_MAX_UPLOAD_BYTES: 413); multipart is parsed from it."""
+    try:
+        return await request.body()
+    except InternalServerException as err:  # Litestar's word for a client that hung up mid-body
+        raise ClientDisconnected(f"the client disconnected before sending the whole body ({err.detail})") from None
+
+
 async def _single_image(request: Request) -> bytes:
     """The image bytes of a raw-body or multipart request."""
-    body = await request.body()  # enforces CNNZOO_MAX_UPLOAD_BYTES (413)
+    body = await _body(request)
     if not body:
         raise EmptyBody(f"the request body is empty; {RAW_BODY_HINT}")
     content_type = request.content_type[0]
@@ -151,6 +160,7 @@ async def _multipart_images(request: Request, limit: int) -> list[bytes]:
         raise UnsupportedMediaType(f"Content-Type {content_type or '(none)'!r} is not accepted: send "
                                    "multipart/form-data with one file part per image "
                                    "(curl -F files=@a.png -F files=@b.png)")
+    await _body(request)
     uploads = [value for _, value in (await request.form()).multi_items() if isinstance(value, UploadFile)]
     if not uploads:
         raise MissingFile("no file parts in the request (curl -F files=@a.png -F files=@b.png)")

@@ -8,6 +8,7 @@ and CNNZOO_MAX_BATCH_IMAGES=8 (see conftest.py).
 from __future__ import annotations
 
 import os
+import time
 
 import httpx
 import numpy as np
@@ -138,3 +139,19 @@ def test_mangled_images_never_cause_a_server_error(server, client: httpx.Client)
         statuses.append(response.status_code)
     assert {200, 415, 422} <= set(statuses)  # some survive, some are refused, each way
     assert server.process.poll() is None
+
+
+def test_a_client_hanging_up_mid_upload_is_not_a_server_error(server, client: httpx.Client) -> None:
+    import socket
+    from urllib.parse import urlsplit
+
+    url = urlsplit(server.url)
+    for path, content_type in (("/predict/cnn-mnist", "image/png"),
+                               ("/predict/cnn-mnist/batch", "multipart/form-data; boundary=x")):
+        with socket.create_connection((url.hostname, url.port)) as sock:
+            sock.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\n"
+                         f"Content-Length: 100000\r\n\r\n".encode() + DIGIT)
+    time.sleep(1)  # the server notices the hang-up while it reads the body
+    metrics = client.get("/metrics").text
+    assert 'status="500"' not in metrics and "Traceback" not in server.log()
+    assert client.post("/predict/cnn-mnist", content=DIGIT, headers=PNG).status_code == 200
