@@ -84,7 +84,6 @@ function choosePhoto(file) {
   preview.hidden = false;
   preview.src = URL.createObjectURL(file);
   $("photo-file").textContent = `${file.name} · ${formatBytes(file.size)}`;
-  $("photo-drop").classList.add("has-file");
   sendPhoto();
 }
 
@@ -136,7 +135,7 @@ async function refreshModels() {
   }
   models = new Map(list.map((model) => [model.id, model]));
   const ofKind = (kind) => list.filter((model) => kindOf(model) === kind);
-  fillPicker(digit.picker, [{ label: "Digit models (MNIST)", models: ofKind("digit") }]);
+  fillPicker(digit.picker, [{ label: "Digit models", models: ofKind("digit") }]);
   fillPicker(photo.picker, [{ label: "Photo models", models: ofKind("photo") },
                             { label: "Digit models: a picture of one digit", models: ofKind("digit") }]);
   showInfo(digit);

@@ -48,5 +48,4 @@ export function fillPicker(select, groups) {
   select.value = keep ? previous : best?.id ?? ready[0]?.id ?? "";
   select.disabled = ready.length === 0;
   if (!select.options.length) select.append(new Option("no model of this kind", ""));
-  return select.value !== previous;
 }
