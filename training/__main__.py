@@ -64,12 +64,12 @@ def main(argv: list[str] | None = None) -> int:
             run_dir = args.runs / model_id(arch, dataset)
             if args.force and run_dir.exists():
                 shutil.rmtree(run_dir)
-            if args.command == "train-all" and is_trained(run_dir):
-                print(f"{model_id(arch, dataset)}: already trained ({run_dir}); --force retrains it")
-                continue
             recipe = recipe_for(arch, dataset)
             if getattr(args, "epochs", None):
                 recipe = replace(recipe, epochs=args.epochs)
+            if args.command == "train-all" and is_trained(run_dir, recipe):
+                print(f"{model_id(arch, dataset)}: already trained ({run_dir}); --force retrains it")
+                continue
             print(f"{model_id(arch, dataset)}: {recipe}", flush=True)
             metrics = train(arch, dataset, recipe, runs_dir=args.runs, data_dir=args.data_dir,
                             seed=getattr(args, "seed", 0), device=getattr(args, "device", None),

@@ -279,6 +279,7 @@ def _checkpoint(run_dir: Path, metrics: dict, model: nn.Module, optimizer: torch
     run_files.plot_curves(run_dir, metrics)
 
 
-def is_trained(run_dir: Path) -> bool:
+def is_trained(run_dir: Path, recipe: Recipe) -> bool:
+    """Finished, and with this recipe: a run of an older recipe is stale."""
     metrics = run_files.read_metrics(run_dir)
-    return bool(metrics and metrics.get("complete"))
+    return bool(metrics and metrics.get("complete") and metrics["recipe"] == recipe.as_dict())
