@@ -84,3 +84,14 @@ def test_a_changed_recipe_starts_afresh(mnist, tmp_path: Path) -> None:
     again = train("lenet5", "mnist", Recipe(epochs=1, batch_size=250, lr=0.05), **kwargs)
     assert len(again.metrics["history"]) == 1
     assert again.metrics["recipe"]["batch_size"] == 250
+
+
+def test_train_all_skips_only_runs_finished_with_the_current_recipe(quick_run) -> None:
+    from dataclasses import replace
+
+    from training.loop import is_trained
+
+    run_dir, _ = quick_run
+    assert is_trained(run_dir, QUICK)
+    assert not is_trained(run_dir, replace(QUICK, epochs=6)), "a changed recipe makes the run stale"
+    assert not is_trained(run_dir.parent / "lenet5-mnist", QUICK), "no run at all"
