@@ -71,7 +71,7 @@ def time_interleaved(engines: dict, seconds: float, min_rounds: int = 5, max_rou
     """Median seconds per call of each engine, calling them in rotating order, round after round."""
     names = list(engines)
     for fn in engines.values():  # warm-up: allocations, oneDNN primitive caches, ORT arenas
-        for _ in range(3):
+        for _ in range(2):
             fn()
     samples: dict[str, list[float]] = {name: [] for name in names}
     started = time.perf_counter()
