@@ -3,29 +3,30 @@
 #
 #   docker build -t cnnzoo:gpu .                            onnxruntime-gpu + CUDA 13 / cuDNN 9 wheels
 #   docker build --build-arg RUNTIME=cpu -t cnnzoo:cpu .    plain onnxruntime, no CUDA libraries
-#   docker run --gpus all -p 8000:8000 cnnzoo:gpu           (cpu: drop --gpus all)
+#   docker run --gpus all -p 127.0.0.1:8000:8000 cnnzoo:gpu (cpu: drop --gpus all)
 #   docker run -v "$PWD/models:/opt/cnnzoo/models:ro" ...   serve another model repository
 #
 # Server settings are the service's CNNZOO_* variables (README: settings), e.g. -e CNNZOO_WORKERS=2.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 ARG RUNTIME=gpu
 
-# ---- build: a virtual environment with the dependencies, then the service package -----------
-FROM ${PYTHON_IMAGE} AS build
+# ---- dependencies: a virtual environment, rebuilt only when pyproject.toml changes ------------
+FROM ${PYTHON_IMAGE} AS dependencies
 ARG RUNTIME
 # The onnxruntime release the test suite runs (its gpu build's cuda/cudnn extras are CUDA 13, cuDNN 9).
 ARG ORT_VERSION=1.31.1
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
-# Dependencies before code, so that editing service/ or models/ reuses this (large) layer.
 COPY pyproject.toml docker/requirements.py /src/
 RUN python /src/requirements.py --runtime "$RUNTIME" --ort-version "$ORT_VERSION" /src/pyproject.toml \
         > /src/requirements.txt \
     && /opt/venv/bin/pip install -r /src/requirements.txt
-# Only service/ is in /src, so the cnnzoo package installed here holds nothing else.
+
+# ---- package: the cnnzoo wheel, built from service/ alone (no training or export code) -----------
+FROM dependencies AS package
 COPY README.md /src/
 COPY service /src/service
-RUN /opt/venv/bin/pip install --no-deps /src
+RUN /opt/venv/bin/pip wheel --no-deps --wheel-dir /wheels /src
 
 # ---- the image ------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE}
@@ -35,7 +36,10 @@ LABEL org.opencontainers.image.title="cnnzoo" \
       cnnzoo.runtime="${RUNTIME}"
 # A home of its own: ONNX Runtime keeps a small file there (without one it warns at every start).
 RUN useradd --uid 10001 --user-group --create-home --shell /usr/sbin/nologin cnnzoo
-COPY --from=build /opt/venv /opt/venv
+# The large layer first: editing service/ or README.md rebuilds only the small ones after it.
+COPY --from=dependencies /opt/venv /opt/venv
+COPY --from=package /wheels /tmp/wheels
+RUN /opt/venv/bin/pip install --no-cache-dir --no-deps --no-index /tmp/wheels/*.whl && rm -rf /tmp/wheels
 COPY docker/healthcheck.py /opt/cnnzoo/healthcheck.py
 # The default model repository; mount a folder over it to serve others (read-only is enough).
 COPY models /opt/cnnzoo/models

@@ -94,26 +94,27 @@ def post_png(url: str, model: str, png: bytes) -> tuple[int, dict]:
         connection.close()
 
 
-def test_images(model: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def test_images(model: str, repository: Path = REPO / "models") -> tuple[np.ndarray, np.ndarray, list[str]]:
     """(images, true label indices, class names) of the real test set the model was trained for."""
-    card = json.loads((REPO / "models" / model / "card.json").read_text())
+    card = json.loads((repository / model / "card.json").read_text())
     images, labels = TEST_SETS[card["dataset"]]()
     return images, labels, card["classes"]
 
 
-def prediction_checks(url: str, model: str, provider: str, name: str) -> None:
-    """Post real test images as PNG; every answer must equal this process's, and one image the
-    model gets right here must come back with its true label. `name` prefixes the checks."""
-    reference = ServedModel(id=model, folder=REPO / "models" / model)
+def prediction_checks(url: str, model: str, provider: str, name: str, repository: Path = REPO / "models") -> None:
+    """Post real test images as PNG; every answer must equal this process's (the model's files
+    in `repository`), and one image the model gets right here must come back with its true
+    label. `name` prefixes the checks."""
+    reference = ServedModel(id=model, folder=repository / model)
     load(reference, Settings(providers=(CPU,)), (CPU,))
     if reference.session is None:
         raise CheckFailed(f"{model}: cannot load it in this process: {reference.error}")
-    images, truths, classes = test_images(model)
+    images, truths, classes = test_images(model, repository)
     pngs = [encode(image) for image in images[:IMAGES_PER_MODEL]]
     expected = [reference.classify(preprocess(png, reference.spec, 10**8)[None])[0] for png in pngs]
     answers = [post_png(url, model, png) for png in pngs]
     bad = [(i, status, body) for i, (status, body) in enumerate(answers) if status != 200]
-    check(f"{name}: {len(pngs)} PNG test images answered 200", not bad, f"failures: {bad[:3]}")
+    check(f"{name}: PNG test images answered 200", not bad, f"{len(pngs) - len(bad)}/{len(pngs)}; failures: {bad[:3]}")
     labels = [body["label"] for _, body in answers]
     check(f"{name}: answers on {provider}", all(body["provider"] == provider for _, body in answers),
           f"providers: {sorted({body['provider'] for _, body in answers})}")

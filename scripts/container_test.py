@@ -2,6 +2,7 @@
 
     make container-test                                       both variants, then podman-compose
     .venv/bin/python scripts/container_test.py --runtime cpu --no-compose
+    make container-test CONTAINER_TEST_ARGS=--train           ... and the training image
 
 For each image variant (gpu: onnxruntime-gpu with CUDA/cuDNN wheels; cpu: plain onnxruntime)
 it builds the image and checks what is installed in it; starts a container published on
@@ -10,7 +11,8 @@ checks the labels against the truth and against the same ONNX files run in this 
 checks the server's user and the image's HEALTHCHECK; then stops the container (SIGTERM) while
 a request is in flight and checks that the request is answered and the server exits cleanly.
 Then the same through `podman-compose up` of docker-compose.yml, serving a mounted repository.
-Prints every check and exits 1 at the first that fails.
+With --train, also the compose `train` service: a 1-epoch run on the fixture data and its export,
+as a non-root host user, then that model served. Prints every check; exits 1 at the first failure.
 
 Needs podman, runc, podman-compose and the base image: run ../shared/tools/container-sandbox.sh.
 """
@@ -19,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import http.client
 import json
 import os
 import platform
@@ -28,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -91,6 +93,10 @@ def serving_checks(container: str, url: str, expect_provider: str, models: list[
         check(f"{container}: {model} serves", served.get(model, {}).get("status") == "ready",
               json.dumps({k: served.get(model, {}).get(k) for k in ("status", "provider")}))
         prediction_checks(url, model, expect_provider, f"{container}: {model}")
+    with urllib.request.urlopen(f"{url}/", timeout=30) as page:
+        kind, size = page.headers.get("content-type", ""), len(page.read())
+    check(f"{container}: the web page is served", page.status == 200 and kind.startswith("text/html"),
+          f"GET / -> {page.status} {kind}, {size} bytes")
     status = podman("exec", container, "cat", "/proc/1/status").stdout
     uids = next(line.split()[1:] for line in status.splitlines() if line.startswith("Uid:"))
     cmdline = podman("exec", container, "cat", "/proc/1/cmdline").stdout.replace("\0", " ").strip()
@@ -170,6 +176,46 @@ def compose_run(workdir: Path, models: list[str]) -> None:
         subprocess.run([*compose, "down"], cwd=REPO, env=env, capture_output=True, timeout=300)
 
 
+def train_run(workdir: Path, serving_tag: str) -> int:
+    """The compose `train` service, as a non-root host user: one short real training run on the
+    fixture data and its export, then the exported model served and asked."""
+    started = time.monotonic()
+    podman("build", "--format", "docker", "--isolation", "chroot", "--network", "host",
+           "-f", "Dockerfile.train", "-t", "cnnzoo-train:gpu", ".", timeout=3600)
+    size = int(json.loads(podman("image", "inspect", "cnnzoo-train:gpu").stdout)[0]["Size"])
+    check("cnnzoo-train:gpu built", True, f"{time.monotonic() - started:.0f} s, {size / 1e9:.2f} GB ({size:,} bytes)")
+    uid = 1000 if os.geteuid() == 0 else os.getuid()  # as root, stand in for a host user
+    runs, repository = workdir / "runs", workdir / "trained-models"
+    for folder in (runs, repository):
+        folder.mkdir()
+        os.chown(folder, uid, uid)
+    env = {**os.environ, "CNNZOO_UID": str(uid), "CNNZOO_GID": str(uid), "CNNZOO_RUNS": str(runs),
+           "CNNZOO_MODELS": str(repository), "DATA_DIR": str(REPO / "tests" / "fixtures")}
+    project = f"cnnzoo-ct{os.getpid()}-train"
+    command = "make train MODEL=cnn DATASET=mnist EPOCHS=1 && make export MODEL=cnn-mnist"
+    try:  # --no-deps: podman-compose 1.0's `run` otherwise starts every service of the file first
+        done = subprocess.run(["podman-compose", "-p", project, "run", "--no-deps", "--rm", "train", "sh", "-c",
+                               command], cwd=REPO, env=env, capture_output=True, text=True, timeout=1800)
+    finally:
+        podman("network", "rm", f"{project}_default", check=False)
+    said = [line.strip() for line in done.stdout.splitlines() if "test accuracy in" in line or "published" in line]
+    check(f"compose train as uid {uid}: {command}", done.returncode == 0 and len(said) == 2,
+          " | ".join(said) or (done.stdout + done.stderr)[-2000:])
+    owners = {path.stat().st_uid for folder in (runs, repository) for path in folder.rglob("*")}
+    check("what training wrote belongs to the host user", owners == {uid}, f"owners: {sorted(owners)}")
+    name, port = f"cnnzoo-ct-trained-{os.getpid()}", free_port()
+    podman("run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:8000",
+           "-v", f"{repository}:/opt/cnnzoo/models:ro", serving_tag)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_ready(url, name)
+        prediction_checks(url, "cnn-mnist", expected_provider(serving_tag.split(":")[1]),
+                          f"{name} ({serving_tag}): the model trained just now", repository)
+    finally:
+        podman("rm", "-f", name, check=False)
+    return size
+
+
 def expected_provider(runtime: str) -> str:
     """What ONNX Runtime should really run on: CUDA only for the gpu image on a machine with one."""
     return "CUDAExecutionProvider" if runtime == "gpu" and shutil.which("nvidia-smi") else "CPUExecutionProvider"
@@ -180,6 +226,8 @@ def main() -> int:
     parser.add_argument("--runtime", choices=("gpu", "cpu"), action="append",
                         help="image variant(s) to build and run (default: both)")
     parser.add_argument("--no-compose", action="store_true", help="leave out the podman-compose stage")
+    parser.add_argument("--train", action="store_true",
+                        help="also build the training image (6.7 GB) and run the compose train service briefly")
     parser.add_argument("--models", default=",".join(MODELS), help="models to post test images to (default: %(default)s)")
     args = parser.parse_args()
     models = args.models.split(",")
@@ -203,6 +251,9 @@ def main() -> int:
                 build("gpu")
             with tempfile.TemporaryDirectory(prefix="cnnzoo-ct-") as workdir:
                 compose_run(Path(workdir), models)
+        if args.train:
+            with tempfile.TemporaryDirectory(prefix="cnnzoo-ct-") as workdir:
+                sizes["cnnzoo-train:gpu"] = train_run(Path(workdir), next(iter(sizes), "cnnzoo:gpu"))
     except CheckFailed as failure:
         print(f"FAIL {failure}")
         return 1
