@@ -1,7 +1,7 @@
 """The parity gate: PyTorch and ONNX Runtime, fed the same real test images, must agree.
 
-The reference is PyTorch in fp32 on the CPU with TF32 off, so it is the exact arithmetic the
-weights were validated in, not a faster approximation. Each ONNX Runtime provider then passes if:
+The reference is PyTorch in fp32 on the CPU with TF32 off: plain IEEE fp32, no faster
+approximation. Each ONNX Runtime provider then passes if:
 - CPUExecutionProvider: max |logit difference| <= 1e-4 and every argmax agrees;
 - CUDAExecutionProvider: max |logit difference| <= 1e-3 and every argmax agrees (GPU kernels
   sum in another order and cuDNN picks its own algorithms, so fp32 rounding differs more).
@@ -15,6 +15,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
@@ -37,7 +38,7 @@ def default_providers() -> list[str]:
     return [CPU, CUDA] if torch.cuda.is_available() else [CPU]
 
 
-def onnx_session(path, provider: str) -> ort.InferenceSession:
+def onnx_session(path: Path | str, provider: str) -> ort.InferenceSession:
     """A session on `provider`, or ProviderUnavailable if ONNX Runtime fell back to another one."""
     if provider not in LOGIT_TOLERANCE:
         raise ValueError(f"no parity tolerance for provider {provider!r}; known: {', '.join(LOGIT_TOLERANCE)}")
@@ -142,7 +143,7 @@ class _Running:
         self.correct += int((onnx.argmax(1) == labels).sum())
 
 
-def parity_report(model: nn.Module, onnx_path, split: Split, spec: DatasetSpec, *, model_id: str,
+def parity_report(model: nn.Module, onnx_path: Path | str, split: Split, spec: DatasetSpec, *, model_id: str,
                   providers: Sequence[str] | None = None, batch_size: int = 250,
                   progress: bool = True) -> ParityReport:
     """Run the PyTorch reference and every provider over `split`, batch by batch, and compare."""
