@@ -2,7 +2,9 @@
 #   make serve         the service on http://127.0.0.1:8000 (HOST=… PORT=… to change)
 #   make test          the test suite (what CI runs)
 #   make train-all     train the whole matrix into runs/   (FORCE=1 retrains finished runs)
-#   make export-all    publish every trained run into models/
+#   make export-all    publish every trained run into models/ (parity gate first; FORCE=1 republishes)
+#   make export MODEL=<id>  publish one run, e.g. MODEL=cnn-mnist
+#   make bench-engine  ONNX Runtime vs PyTorch eager on the CPU, every architecture
 #   make container-test  build and run the images with podman, end to end (minutes; see README)
 PYTHON ?= python3
 VENV ?= .venv
