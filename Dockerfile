@@ -13,13 +13,13 @@ ARG RUNTIME=gpu
 # ---- dependencies: a virtual environment, rebuilt only when pyproject.toml changes ------------
 FROM ${PYTHON_IMAGE} AS dependencies
 ARG RUNTIME
-# The onnxruntime release the test suite runs (its gpu build's cuda/cudnn extras are CUDA 13, cuDNN 9).
-ARG ORT_VERSION=1.31.1
+# Empty: the onnxruntime release pinned in docker/requirements.py.
+ARG ORT_VERSION=
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
 COPY pyproject.toml docker/requirements.py /src/
-RUN python /src/requirements.py --runtime "$RUNTIME" --ort-version "$ORT_VERSION" /src/pyproject.toml \
-        > /src/requirements.txt \
+RUN python /src/requirements.py --runtime "$RUNTIME" ${ORT_VERSION:+--ort-version "$ORT_VERSION"} \
+        /src/pyproject.toml > /src/requirements.txt \
     && /opt/venv/bin/pip install -r /src/requirements.txt
 
 # ---- package: the cnnzoo wheel, built from service/ alone (no training or export code) -----------
