@@ -43,6 +43,20 @@ print(json.dumps({"dists": sorted({d.metadata["Name"].lower() for d in md.distri
                   "modules": {m: iu.find_spec(m) is not None for m in ("torch", "training", "export", "service")},
                   "providers": ort.get_available_providers(), "uid": os.getuid()}))
 """
+# The gpu image's CUDA libraries: what ONNX Runtime's preload finds in the pip wheels, and what
+# its CUDA provider still lacks (only the driver's libcuda, which the NVIDIA toolkit mounts).
+CUDA_PROBE = r"""
+import json, os, subprocess, onnxruntime as ort
+ort.preload_dlls()
+loaded = sorted({p.rsplit("/", 1)[-1] for p in open("/proc/self/maps").read().split() if "/nvidia/" in p})
+packages = os.path.dirname(os.path.dirname(ort.__file__))
+env = {**os.environ, "LD_LIBRARY_PATH": f"{packages}/nvidia/cu13/lib:{packages}/nvidia/cudnn/lib"}
+ldd = subprocess.run(["ldd", os.path.join(os.path.dirname(ort.__file__), "capi", "libonnxruntime_providers_cuda.so")],
+                     capture_output=True, text=True, env=env).stdout
+print(json.dumps({"loaded": loaded, "missing": [line.split()[0] for line in ldd.splitlines() if "not found" in line]}))
+"""
+CUDA_LIBRARIES = {"libcublas.so.13", "libcublasLt.so.13", "libcudart.so.13", "libcurand.so.10", "libcufft.so.12",
+                  "libcudnn.so.9"}
 
 
 def build(runtime: str) -> str:
@@ -71,6 +85,11 @@ def image_checks(tag: str, runtime: str) -> int:
               and {"nvidia-cudnn-cu13", "nvidia-cuda-runtime", "nvidia-cublas"} <= dists, ", ".join(nvidia))
         check(f"{tag}: ONNX Runtime offers the CUDA provider", "CUDAExecutionProvider" in probe["providers"],
               ", ".join(probe["providers"]))
+        cuda = json.loads(podman("run", "--rm", "--network", "none", tag, "python", "-c", CUDA_PROBE)
+                          .stdout.strip().splitlines()[-1])
+        check(f"{tag}: CUDA and cuDNN load from the wheels; the CUDA provider lacks only the driver's libcuda",
+              CUDA_LIBRARIES <= set(cuda["loaded"]) and cuda["missing"] == ["libcuda.so.1"],
+              f"preloaded {', '.join(cuda['loaded'])}; not found: {', '.join(cuda['missing'])}")
     else:
         check(f"{tag}: plain onnxruntime only: no onnxruntime-gpu, no CUDA libraries",
               "onnxruntime" in dists and "onnxruntime-gpu" not in dists and not nvidia,
