@@ -44,8 +44,9 @@ RECIPES: dict[tuple[str, str], Recipe] = {
     ("residual", "mnist"): MNIST,
     ("preact-residual", "mnist"): MNIST,
     # --- CIFAR-10 ---
-    # LeNet-5 is tiny: it underfits rather than overfits, so more epochs and no smoothing.
-    ("lenet5", "cifar10"): replace(CIFAR, epochs=60, batch_size=128, lr=0.05, label_smoothing=0.0,
+    # LeNet-5 is tiny and underfits: no smoothing, light decay. Its peak rate is low because at
+    # 0.05 its accuracy collapsed mid-warm-up (58 % -> 47 %); at 0.02 15 epochs reach 71.6 %.
+    ("lenet5", "cifar10"): replace(CIFAR, epochs=40, batch_size=128, lr=0.02, label_smoothing=0.0,
                                   weight_decay=1e-4),
     # NIN: BatchNorm makes a high rate safe; dropout already regularises.
     ("nin", "cifar10"): replace(CIFAR, epochs=40, lr=0.1),
