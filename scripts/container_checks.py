@@ -146,7 +146,7 @@ def stop_with_request_in_flight(url: str, model: str, container: str, stop: list
     connection.send(body[:len(body) // 2])
     time.sleep(1.0)  # the server has the headers: this request is in flight
     started = time.monotonic()
-    stopper = subprocess.Popen(stop, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    stopper = subprocess.Popen(stop, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         while "Shutting down" not in logs(container):
             if stopper.poll() is not None or time.monotonic() - started > 30:

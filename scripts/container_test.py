@@ -141,19 +141,19 @@ def clean_stop_checks(container: str, url: str, stop: list[str], model: str) -> 
                                              "Finished server"))))
 
 
-def container_run(tag: str, runtime: str, models: list[str]) -> None:
+def container_run(tag: str, runtime: str, models: list[str], gpu: bool) -> None:
     name, port = f"cnnzoo-ct-{runtime}-{os.getpid()}", free_port()
-    podman("run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:8000", tag)
+    podman("run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:8000", *gpu_devices(runtime, gpu), tag)
     try:
         check(f"{name}: started", True, f"{tag}, published on 127.0.0.1:{port} only")
         url = f"http://127.0.0.1:{port}"
-        serving_checks(name, url, expected_provider(runtime), models)
+        serving_checks(name, url, expected_provider(runtime, gpu), models)
         clean_stop_checks(name, url, ["podman", "stop", name], models[0])
     finally:
         podman("rm", "-f", name, check=False)
 
 
-def compose_run(workdir: Path, models: list[str]) -> None:
+def compose_run(workdir: Path, models: list[str], gpu: bool) -> None:
     """`podman-compose up` of docker-compose.yml as it is, serving a mounted copy of `models`."""
     repository = workdir / "models"
     for model in models:
@@ -171,12 +171,14 @@ def compose_run(workdir: Path, models: list[str]) -> None:
             raise CheckFailed(f"podman-compose up failed:\n{run.stdout}\n{run.stderr}")
         name = podman("ps", "--filter", f"label=com.docker.compose.project={project}",
                       "--filter", "label=com.docker.compose.service=api", "--format", "{{.Names}}").stdout.strip()
+        if not name:
+            raise CheckFailed(f"podman-compose up started no api container:\n{run.stdout}\n{run.stderr}")
         devices = json.loads(podman("inspect", name).stdout)[0]["HostConfig"].get("Devices") or []
-        check(f"podman-compose up api ({version})", bool(name),
-              f"{name}, published on 127.0.0.1:{port}; devices {devices} (the nvidia GPU reservation is "
-              "ignored: no GPU here)")
+        check(f"podman-compose up api ({version})", True,
+              f"{name}, published on 127.0.0.1:{port}; GPU devices given: {devices or 'none'}")
         url = f"http://127.0.0.1:{port}"
-        serving_checks(name, url, expected_provider("gpu"), models)
+        # podman-compose 1.0 drops the GPU reservation; newer ones pass it on as CDI devices
+        serving_checks(name, url, expected_provider("gpu", gpu and bool(devices)), models)
         served = sorted(m["id"] for m in get_json(f"{url}/models")["models"])
         baked = sorted(p.name for p in (REPO / "models").iterdir() if (p / "card.json").exists())
         check(f"{name}: serves the mounted repository, not the baked-in one", served == sorted(models),
@@ -195,7 +197,7 @@ def compose_run(workdir: Path, models: list[str]) -> None:
         subprocess.run([*compose, "down"], cwd=REPO, env=env, capture_output=True, timeout=300)
 
 
-def train_run(workdir: Path, serving_tag: str) -> int:
+def train_run(workdir: Path, serving_tag: str, gpu: bool) -> int:
     """The compose `train` service, as a non-root host user: one short real training run on the
     fixture data and its export, then the exported model served and asked."""
     started = time.monotonic()
@@ -223,21 +225,27 @@ def train_run(workdir: Path, serving_tag: str) -> int:
     owners = {path.stat().st_uid for folder in (runs, repository) for path in folder.rglob("*")}
     check("what training wrote belongs to the host user", owners == {uid}, f"owners: {sorted(owners)}")
     name, port = f"cnnzoo-ct-trained-{os.getpid()}", free_port()
-    podman("run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:8000",
+    runtime = serving_tag.split(":")[1]
+    podman("run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:8000", *gpu_devices(runtime, gpu),
            "-v", f"{repository}:/opt/cnnzoo/models:ro", serving_tag)
     try:
         url = f"http://127.0.0.1:{port}"
         wait_ready(url, name)
-        prediction_checks(url, "cnn-mnist", expected_provider(serving_tag.split(":")[1]),
+        prediction_checks(url, "cnn-mnist", expected_provider(runtime, gpu),
                           f"{name} ({serving_tag}): the model trained just now", repository)
     finally:
         podman("rm", "-f", name, check=False)
     return size
 
 
-def expected_provider(runtime: str) -> str:
-    """What ONNX Runtime should really run on: CUDA only for the gpu image on a machine with one."""
-    return "CUDAExecutionProvider" if runtime == "gpu" and shutil.which("nvidia-smi") else "CPUExecutionProvider"
+def expected_provider(runtime: str, gpu: bool) -> str:
+    """What ONNX Runtime should really run on: CUDA only for the gpu image given the GPUs."""
+    return "CUDAExecutionProvider" if runtime == "gpu" and gpu else "CPUExecutionProvider"
+
+
+def gpu_devices(runtime: str, gpu: bool) -> list[str]:
+    """podman's way to hand a container the host's NVIDIA GPUs (a CDI spec: nvidia-ctk cdi generate)."""
+    return ["--device", "nvidia.com/gpu=all"] if runtime == "gpu" and gpu else []
 
 
 def main() -> int:
@@ -245,6 +253,8 @@ def main() -> int:
     parser.add_argument("--runtime", choices=("gpu", "cpu"), action="append",
                         help="image variant(s) to build and run (default: both)")
     parser.add_argument("--no-compose", action="store_true", help="leave out the podman-compose stage")
+    parser.add_argument("--gpu", action="store_true",
+                        help="give the gpu image the host's GPUs and expect CUDAExecutionProvider (needs podman CDI)")
     parser.add_argument("--train", action="store_true",
                         help="also build the training image (6.7 GB) and run the compose train service briefly")
     parser.add_argument("--models", default=",".join(MODELS), help="models to post test images to (default: %(default)s)")
@@ -258,21 +268,21 @@ def main() -> int:
         return 2
     podman_version = podman("--version").stdout.strip()
     print(f"# container-test {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z} on {platform.node()}: "
-          f"{os.cpu_count()} CPUs, {'a GPU' if shutil.which('nvidia-smi') else 'no GPU'}, {podman_version}")
+          f"{os.cpu_count()} CPUs, {'GPUs given' if args.gpu else 'no GPU given'} to the containers, {podman_version}")
     sizes: dict[str, int] = {}
     try:
         for runtime in args.runtime or ["gpu", "cpu"]:
             tag = build(runtime)
             sizes[tag] = image_checks(tag, runtime)
-            container_run(tag, runtime, models)
+            container_run(tag, runtime, models, args.gpu)
         if not args.no_compose:
             if "cnnzoo:gpu" not in sizes:  # compose serves the gpu image; build it when not done above
                 build("gpu")
             with tempfile.TemporaryDirectory(prefix="cnnzoo-ct-") as workdir:
-                compose_run(Path(workdir), models)
+                compose_run(Path(workdir), models, args.gpu)
         if args.train:
             with tempfile.TemporaryDirectory(prefix="cnnzoo-ct-") as workdir:
-                sizes["cnnzoo-train:gpu"] = train_run(Path(workdir), next(iter(sizes), "cnnzoo:gpu"))
+                sizes["cnnzoo-train:gpu"] = train_run(Path(workdir), next(iter(sizes), "cnnzoo:gpu"), args.gpu)
     except CheckFailed as failure:
         print(f"FAIL {failure}")
         return 1
