@@ -10,7 +10,8 @@ it builds the image and checks what is installed in it; starts a container publi
 checks the labels against the truth and against the same ONNX files run in this process;
 checks the server's user and the image's HEALTHCHECK; then stops the container (SIGTERM) while
 a request is in flight and checks that the request is answered and the server exits cleanly.
-Then the same through `podman-compose up` of docker-compose.yml, serving a mounted repository.
+Then the same through `podman-compose up` of docker-compose.yml, serving a mounted repository
+with two worker processes.
 With --train, also the compose `train` service: a 1-epoch run on the fixture data and its export,
 as a non-root host user, then that model served. Prints every check; exits 1 at the first failure.
 
@@ -160,7 +161,7 @@ def compose_run(workdir: Path, models: list[str], gpu: bool) -> None:
         shutil.copytree(REPO / "models" / model, repository / model)
     project, port = f"cnnzoo-ct{os.getpid()}", free_port()
     env = {**os.environ, "CNNZOO_PUBLISH": f"127.0.0.1:{port}", "CNNZOO_MODELS": str(repository),
-           "BUILDAH_ISOLATION": "chroot"}
+           "CNNZOO_WORKERS": "2", "BUILDAH_ISOLATION": "chroot"}
     compose = ["podman-compose", "-p", project]
     version = subprocess.run(["podman-compose", "version"], capture_output=True, text=True).stdout
     version = " ".join(next((line for line in version.splitlines() if "compose" in line.lower()), "").split())
@@ -187,10 +188,11 @@ def compose_run(workdir: Path, models: list[str], gpu: bool) -> None:
         check(f"{name}: the repository is mounted read-only", write.returncode != 0, write.stderr.strip())
         state = json.loads(podman("inspect", name).stdout)[0]
         env_in = dict(item.split("=", 1) for item in state["Config"]["Env"])
-        check(f"{name}: restart policy and server settings from the compose file",
+        workers = podman("top", name, "args").stdout.count("multiprocessing-fork")
+        check(f"{name}: restart policy and server settings from the compose file and the shell",
               state["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
-              and env_in.get("CNNZOO_GRACEFUL_TIMEOUT_S") == "25",
-              f"restart {state['HostConfig']['RestartPolicy']['Name']}; "
+              and env_in.get("CNNZOO_GRACEFUL_TIMEOUT_S") == "25" and workers == 2,
+              f"restart {state['HostConfig']['RestartPolicy']['Name']}; {workers} worker processes; "
               + ", ".join(f"{k}={env_in[k]}" for k in sorted(env_in) if k.startswith("CNNZOO_")))
         clean_stop_checks(name, url, [*compose, "stop", "api"], models[-1])
     finally:
