@@ -9,7 +9,8 @@ from pathlib import Path
 
 from live_server import REPO_ROOT, Server
 
-DIGIT_MODELS = ("cnn-mnist", "lenet5-mnist")
+# The starter models committed in models/: every digit model must read the drawn digits.
+DIGIT_MODELS = ("cnn-mnist", "lenet5-mnist", "inception-mnist", "residual-mnist", "preact-residual-mnist")
 PHOTO_MODEL = "lenet5-cifar10"
 ARTIFACTS = REPO_ROOT / "test-artifacts" / "web"
 DESKTOP = {"viewport": {"width": 1280, "height": 900}}
