@@ -197,6 +197,7 @@ def compose_run(workdir: Path, models: list[str], gpu: bool) -> None:
         clean_stop_checks(name, url, [*compose, "stop", "api"], models[-1])
     finally:
         subprocess.run([*compose, "down"], cwd=REPO, env=env, capture_output=True, timeout=300)
+        podman("network", "rm", f"{project}_default", check=False)  # podman-compose 1.0 leaves it
 
 
 def train_run(workdir: Path, serving_tag: str, gpu: bool) -> int:
