@@ -180,7 +180,10 @@ def after_fallback(providers: tuple[str, ...], model: ServedModel) -> tuple[str,
     """Once one session has fallen back from CUDA, the next ones need not try it again
     (each try prints ONNX Runtime's own error)."""
     if model.provider and providers[0] == CUDA and model.provider != CUDA:
-        log.warning("asked for %s, but ONNX Runtime runs %s on %s: serving on the CPU",
-                    CUDA, model.id, model.provider)
+        if CUDA in ort.get_available_providers():
+            log.warning("asked for %s, but ONNX Runtime runs %s on %s (no GPU or no CUDA "
+                        "libraries?): serving on the CPU", CUDA, model.id, model.provider)
+        else:  # plain onnxruntime, as in the CPU image: nothing went wrong
+            log.info("this onnxruntime build has no %s: serving on the CPU", CUDA)
         return tuple(p for p in providers if p != CUDA) or (CPU,)
     return providers
