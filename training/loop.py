@@ -62,7 +62,8 @@ def pick_device(ddp: Distributed, requested: str | None = None) -> torch.device:
 def describe_device(device: torch.device) -> str:
     if device.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(device)})"
-    return f"cpu ({cpu_model()}, {torch.get_num_threads()} threads)"
+    threads = torch.get_num_threads()
+    return f"cpu ({cpu_model()}, {threads} thread{'s' if threads > 1 else ''})"
 
 
 def cpu_model() -> str:
@@ -166,6 +167,8 @@ def train(arch: str, dataset: str, recipe: Recipe | None = None, runs_dir: Path 
         run_id, arch, dataset, recipe, seed, model, dev, ddp)
     metrics["precision"] = "bf16 autocast, channels_last" if bf16 else "fp32"
     start_epoch = len(metrics["history"])
+    if start_epoch and describe_device(dev) not in metrics["device"]:
+        metrics["device"] += f"; from epoch {start_epoch + 1}: {describe_device(dev)}"
     if ddp.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         if start_epoch:

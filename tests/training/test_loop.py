@@ -95,3 +95,27 @@ def test_train_all_skips_only_runs_finished_with_the_current_recipe(quick_run) -
     assert is_trained(run_dir, QUICK)
     assert not is_trained(run_dir, replace(QUICK, epochs=6)), "a changed recipe makes the run stale"
     assert not is_trained(run_dir.parent / "lenet5-mnist", QUICK), "no run at all"
+
+
+def test_a_run_resumed_elsewhere_records_both_devices(mnist, tmp_path: Path, monkeypatch) -> None:
+    recipe = Recipe(epochs=2, batch_size=250, lr=0.05)
+    kwargs = dict(runs_dir=tmp_path, train_split=mnist[0], test_split=mnist[1], progress=False)
+    threads = torch.get_num_threads()
+    real_checkpoint = training.loop._checkpoint
+
+    def crash_after_first_epoch(*args, **kw):
+        real_checkpoint(*args, **kw)
+        raise KeyboardInterrupt
+
+    try:
+        torch.set_num_threads(2)
+        monkeypatch.setattr(training.loop, "_checkpoint", crash_after_first_epoch)
+        with pytest.raises(KeyboardInterrupt):
+            train("lenet5", "mnist", recipe, **kwargs)
+        monkeypatch.setattr(training.loop, "_checkpoint", real_checkpoint)
+        torch.set_num_threads(1)
+        resumed = train("lenet5", "mnist", recipe, **kwargs)
+    finally:
+        torch.set_num_threads(threads)
+    assert "2 threads" in resumed.metrics["device"]
+    assert "from epoch 2: cpu (" in resumed.metrics["device"] and "1 thread)" in resumed.metrics["device"]
