@@ -84,16 +84,18 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def report(runs: Path) -> str:
-    """One row per finished run: the figures docs/results.md quotes."""
-    rows = ["| model | test accuracy | best epoch acc. | epochs | train s | images/s | device | precision | commit |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | --- | --- | --- |"]
-    for metrics_file in sorted(runs.glob("*/metrics.json")):
-        m = read_metrics(metrics_file.parent)
+    """One row per finished run, in train-all order: the figures docs/results.md quotes."""
+    rows = ["| model | test accuracy | epochs | train s | images/s | device | precision | commit |",
+            "| --- | ---: | ---: | ---: | ---: | --- | --- | --- |"]
+    matrix = [model_id(a, d) for a, d in TRAIN_ALL]
+    found = sorted((p.parent.name for p in runs.glob("*/metrics.json")),
+                   key=lambda i: (matrix.index(i) if i in matrix else len(matrix), i))
+    for run_id in found:
+        m = read_metrics(runs / run_id)
         if not m or not m.get("complete"):
             continue
-        best = max(h["test_accuracy"] for h in m["history"])
         rate = sum(h["images_per_second"] for h in m["history"]) / len(m["history"])
-        rows.append(f"| {m['id']} | {100 * m['test_accuracy']:.2f} % | {100 * best:.2f} % | {m['epochs_done']} "
+        rows.append(f"| {m['id']} | {100 * m['test_accuracy']:.2f} % | {m['epochs_done']} "
                     f"| {m['train_seconds']:.0f} | {rate:.0f} | {m['device']} | {m.get('precision', 'fp32')} "
                     f"| {(m.get('git_commit') or '?')[:7]} |")
     return "\n".join(rows)
