@@ -67,7 +67,7 @@ serve: $(VENV)/.serve
 bench-service: $(VENV)/.dev
 	$(BIN)/python bench/service.py
 
-bench: bench-train bench-engine
+bench: bench-train bench-engine bench-service
 
 # Both serving images and docker-compose.yml, for real. Needs podman (../shared/tools/container-sandbox.sh);
 # the script itself needs only the serving dependencies (it checks answers with service/ code).
