@@ -21,7 +21,7 @@ from live_server import REPO_ROOT, Server, running_server
 
 MODELS = REPO_ROOT / "models"
 STARTER_MNIST = ("cnn-mnist", "lenet5-mnist", "inception-mnist", "residual-mnist", "preact-residual-mnist")
-STARTER_CIFAR = ("lenet5-cifar10",)
+STARTER_CIFAR = ("lenet5-cifar10", "nin-cifar10")
 MIN_DIGIT_ACCURACY = 0.97
 DRAWN_SAMPLE = 200  # large canvases cost ~10 ms each to preprocess: a sample is enough for 97 %
 CHUNK = 50  # images per batch request
