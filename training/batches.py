@@ -8,6 +8,7 @@ data loader and a CPU does no per-image work in Python.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
@@ -17,9 +18,20 @@ from training.datasets import DatasetSpec, Split
 
 def normalise(images: torch.Tensor, spec: DatasetSpec) -> torch.Tensor:
     """uint8 N×C×H×W -> float32, scaled to [0, 1] then standardised with the dataset's mean/std."""
-    mean = torch.tensor(spec.mean, device=images.device).view(1, -1, 1, 1)
-    std = torch.tensor(spec.std, device=images.device).view(1, -1, 1, 1)
+    mean, std = _mean_std(spec, images.device)
     return (images.float() / 255.0 - mean) / std
+
+
+@lru_cache
+def _mean_std(spec: DatasetSpec, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Made once per device: a fresh host-to-GPU copy every batch would stall the GPU."""
+    return (torch.tensor(spec.mean, device=device).view(1, -1, 1, 1),
+            torch.tensor(spec.std, device=device).view(1, -1, 1, 1))
+
+
+def batches_per_epoch(examples: int, batch_size: int, world_size: int = 1) -> int:
+    """Full batches each rank gets per epoch (the last partial batch is dropped)."""
+    return (examples // world_size) // batch_size
 
 
 def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:
@@ -85,7 +97,7 @@ def train_batches(split: Split, spec: DatasetSpec, batch_size: int, augmentation
     order = torch.randperm(n, device=split.images.device, generator=generator)
     per_rank = n // world_size
     order = order[rank: per_rank * world_size: world_size]
-    for start in range(0, per_rank - batch_size + 1, batch_size):
+    for start in range(0, batches_per_epoch(n, batch_size, world_size) * batch_size, batch_size):
         idx = order[start:start + batch_size]
         x = normalise(split.images[idx], spec)
         yield augment(x, augmentation, generator), split.labels[idx]

@@ -62,6 +62,9 @@ class Split:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def to(self, device: torch.device | str) -> Split:
+        return Split(self.images.to(device), self.labels.to(device))
+
 
 def default_data_dir() -> Path:
     """`DATA_DIR` if set, else `./data`."""

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from training import run_files
-from training.batches import eval_batches, train_batches
+from training.batches import batches_per_epoch, eval_batches, train_batches
 from training.datasets import DATASETS, Split, load_split
 from training.recipes import Recipe, model_id, recipe_for
 from training.registry import build_model
@@ -149,10 +149,11 @@ def train(arch: str, dataset: str, recipe: Recipe | None = None, runs_dir: Path 
 
     torch.manual_seed(seed)
     generator = torch.Generator(device=dev).manual_seed(seed)
-    train_split = train_split or load_split(dataset, train=True, data_dir=data_dir)
-    test_split = test_split or load_split(dataset, train=False, data_dir=data_dir)
-    train_split = Split(train_split.images.to(dev), train_split.labels.to(dev))
-    test_split = Split(test_split.images.to(dev), test_split.labels.to(dev))
+    if train_split is None:
+        train_split = load_split(dataset, train=True, data_dir=data_dir)
+    if test_split is None:
+        test_split = load_split(dataset, train=False, data_dir=data_dir)
+    train_split, test_split = train_split.to(dev), test_split.to(dev)
 
     channels, size, _ = spec.input_shape
     model = build_model(arch, channels, size, len(spec.classes)).to(dev)
@@ -160,15 +161,16 @@ def train(arch: str, dataset: str, recipe: Recipe | None = None, runs_dir: Path 
         model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, recipe)
     per_rank_batch = recipe.batch_size // ddp.world_size
-    steps_per_epoch = (len(train_split) // ddp.world_size) // per_rank_batch
+    steps_per_epoch = batches_per_epoch(len(train_split), per_rank_batch, ddp.world_size)
     total_steps = steps_per_epoch * recipe.epochs
 
+    here = describe_device(dev)
     metrics = _resume(run_dir, run_id, model, optimizer, generator, recipe) or _new_metrics(
-        run_id, arch, dataset, recipe, seed, model, dev, ddp)
+        run_id, arch, dataset, recipe, seed, model, here, ddp)
     metrics["precision"] = "bf16 autocast, channels_last" if bf16 else "fp32"
     start_epoch = len(metrics["history"])
-    if start_epoch and describe_device(dev) not in metrics["device"]:
-        metrics["device"] += f"; from epoch {start_epoch + 1}: {describe_device(dev)}"
+    if start_epoch and here not in metrics["device"]:
+        metrics["device"] += f"; from epoch {start_epoch + 1}: {here}"
     if ddp.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         if start_epoch:
@@ -236,13 +238,13 @@ def train(arch: str, dataset: str, recipe: Recipe | None = None, runs_dir: Path 
 
 
 def _new_metrics(run_id: str, arch: str, dataset: str, recipe: Recipe, seed: int,
-                 model: nn.Module, dev: torch.device, ddp: Distributed) -> dict:
+                 model: nn.Module, device: str, ddp: Distributed) -> dict:
     import torchvision
 
     return {
         "id": run_id, "arch": arch, "dataset": dataset, "recipe": recipe.as_dict(), "seed": seed,
         "parameters": sum(p.numel() for p in model.parameters()),
-        "device": describe_device(dev), "world_size": ddp.world_size,
+        "device": device, "world_size": ddp.world_size,
         "versions": {"python": platform.python_version(), "torch": torch.__version__,
                      "torchvision": torchvision.__version__},
         "git_commit": run_files.git_commit(),

@@ -19,6 +19,19 @@ from training.recipes import Recipe
 QUICK = Recipe(epochs=5, batch_size=64, lr=0.05, augmentation="none")
 
 
+def train_until_first_checkpoint(monkeypatch, *args, **kwargs) -> None:
+    """Run `train` until it has written its first epoch's checkpoint, then interrupt it."""
+    real_checkpoint = training.loop._checkpoint
+
+    def crash_after_first_epoch(*a, **kw):
+        real_checkpoint(*a, **kw)
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patched, pytest.raises(KeyboardInterrupt):
+        patched.setattr(training.loop, "_checkpoint", crash_after_first_epoch)
+        train(*args, **kwargs)
+
+
 @pytest.fixture(scope="module")
 def mnist(fixtures_dir: Path):
     return (load_split("mnist", True, fixtures_dir, download=False),
@@ -59,16 +72,7 @@ def test_an_interrupted_run_resumes_to_the_same_weights(mnist, tmp_path: Path, m
     kwargs = dict(train_split=mnist[0], test_split=mnist[1], progress=False)
     straight = train("cnn", "mnist", recipe, runs_dir=tmp_path / "straight", **kwargs)
 
-    real_checkpoint = training.loop._checkpoint
-
-    def crash_after_first_epoch(*args, **kw):
-        real_checkpoint(*args, **kw)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(training.loop, "_checkpoint", crash_after_first_epoch)
-    with pytest.raises(KeyboardInterrupt):
-        train("cnn", "mnist", recipe, runs_dir=tmp_path / "resumed", **kwargs)
-    monkeypatch.setattr(training.loop, "_checkpoint", real_checkpoint)
+    train_until_first_checkpoint(monkeypatch, "cnn", "mnist", recipe, runs_dir=tmp_path / "resumed", **kwargs)
     assert run_files.read_metrics(tmp_path / "resumed" / "cnn-mnist")["epochs_done"] == 1
 
     resumed = train("cnn", "mnist", recipe, runs_dir=tmp_path / "resumed", **kwargs)
@@ -101,18 +105,9 @@ def test_a_run_resumed_elsewhere_records_both_devices(mnist, tmp_path: Path, mon
     recipe = Recipe(epochs=2, batch_size=250, lr=0.05)
     kwargs = dict(runs_dir=tmp_path, train_split=mnist[0], test_split=mnist[1], progress=False)
     threads = torch.get_num_threads()
-    real_checkpoint = training.loop._checkpoint
-
-    def crash_after_first_epoch(*args, **kw):
-        real_checkpoint(*args, **kw)
-        raise KeyboardInterrupt
-
     try:
         torch.set_num_threads(2)
-        monkeypatch.setattr(training.loop, "_checkpoint", crash_after_first_epoch)
-        with pytest.raises(KeyboardInterrupt):
-            train("lenet5", "mnist", recipe, **kwargs)
-        monkeypatch.setattr(training.loop, "_checkpoint", real_checkpoint)
+        train_until_first_checkpoint(monkeypatch, "lenet5", "mnist", recipe, **kwargs)
         torch.set_num_threads(1)
         resumed = train("lenet5", "mnist", recipe, **kwargs)
     finally:
