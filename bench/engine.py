@@ -20,6 +20,7 @@ threads of one engine steal the cores the other needs, and on a machine shared w
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import platform
 import statistics
@@ -38,7 +39,7 @@ import torch  # noqa: E402
 from export.onnx_export import INPUT_NAME, OUTPUT_NAME, export_onnx  # noqa: E402
 from training.batches import normalise  # noqa: E402
 from training.datasets import DATASETS, load_split  # noqa: E402
-from training.recipes import TRAIN_ALL  # noqa: E402
+from training.recipes import TRAIN_ALL, model_id  # noqa: E402
 from training.registry import architectures, build_model  # noqa: E402
 
 GOAL = 1.5  # ORT at least this many times faster than PyTorch eager at batch 1
@@ -67,6 +68,12 @@ def dataset_for(arch: str) -> str:
     return datasets[0] if datasets else "cifar10"
 
 
+@functools.cache
+def fixture_images(dataset: str) -> torch.Tensor:
+    """The real test images committed in tests/fixtures (read once per dataset)."""
+    return load_split(dataset, train=False, data_dir=ROOT / "tests" / "fixtures", download=False).images
+
+
 def time_interleaved(engines: dict, seconds: float, min_rounds: int = 5, max_rounds: int = 500) -> dict[str, float]:
     """Median seconds per call of each engine, calling them in rotating order, round after round."""
     names = list(engines)
@@ -92,14 +99,14 @@ def bench_arch(arch: str, batches: list[int], seconds: float, threads: int, work
     channels, size, _ = spec.input_shape
     torch.manual_seed(0)
     model = build_model(arch, channels, size, len(spec.classes)).eval()
-    path = workdir / f"{arch}-{dataset}.onnx"
-    export_onnx(model, spec.input_shape, path, {"id": f"{arch}-{dataset}"})
+    path = workdir / f"{model_id(arch, dataset)}.onnx"
+    export_onnx(model, spec.input_shape, path, {"id": model_id(arch, dataset)})
     level = ort.GraphOptimizationLevel
     basic = ort.InferenceSession(str(path), session_options(threads, level.ORT_ENABLE_BASIC),
                                  providers=["CPUExecutionProvider"])
     tuned = ort.InferenceSession(str(path), session_options(threads, level.ORT_ENABLE_ALL),
                                  providers=["CPUExecutionProvider"])
-    images = load_split(dataset, train=False, data_dir=ROOT / "tests" / "fixtures", download=False).images
+    images = fixture_images(dataset)
     rows = []
     for batch in batches:
         x = normalise(images[:batch], spec)

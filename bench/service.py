@@ -28,10 +28,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "service")]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "tests" / "service")]
 
 from fixture_images import cifar_test, encode, mnist_test  # noqa: E402
 from live_server import running_server  # noqa: E402
+from random_runs import publish_random_models  # noqa: E402
 
 CONCURRENCY = (1, 16, 64)
 
@@ -54,27 +55,6 @@ def cpu_seconds(pid: int) -> float | None:
     except OSError:
         return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def publish_random(repo_root: Path) -> Path:
-    import torch
-
-    from export.publish import publish_run
-    from training import run_files
-    from training.datasets import DATASETS
-    from training.registry import build_model
-
-    for arch, dataset in (("cnn", "mnist"), ("resnet18", "cifar10")):
-        spec = DATASETS[dataset]
-        torch.manual_seed(0)
-        model = build_model(arch, spec.input_shape[0], spec.input_shape[1], len(spec.classes))
-        run = repo_root / "runs" / f"{arch}-{dataset}"
-        run.mkdir(parents=True)
-        run_files.save_weights(model, run / run_files.WEIGHTS, {"id": run.name})
-        run_files.write_metrics(run, {"id": run.name, "arch": arch, "dataset": dataset})
-        publish_run(run, repo_root / "models", data_dir=ROOT / "tests" / "fixtures", parity_limit=16,
-                    progress=False)
-    return repo_root / "models"
 
 
 def load(url: str, body: Path | None, concurrency: int, duration: float, loadgen: str, work: Path) -> dict:
@@ -145,7 +125,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-service-") as tmp:
         work = Path(tmp)
         print("publishing random-weight cnn-mnist and resnet18-cifar10 ...", flush=True)
-        repo = publish_random(work)
+        repo = publish_random_models(work, [("cnn", "mnist"), ("resnet18", "cifar10")],
+                                     ROOT / "tests" / "fixtures", parity_limit=16)
         digit, photo = work / "digit.png", work / "photo.png"
         digit.write_bytes(encode(mnist_test()[0][0]))
         photo.write_bytes(encode(cifar_test()[0][0]))

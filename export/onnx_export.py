@@ -35,8 +35,8 @@ def sha256_file(path: Path) -> str:
 
 
 def export_onnx(model: nn.Module, input_shape: tuple[int, int, int], path: Path,
-                metadata: dict) -> onnx.ModelProto:
-    """Export `model` (put in eval mode, on CPU) to `path`, embed `metadata`, and return the proto."""
+                metadata: dict) -> None:
+    """Export `model` (put in eval mode, on CPU) to `path` and embed `metadata`."""
     model = model.eval().cpu()
     # Batch 2, not 1: torch.export specialises axes of size 0 and 1 to constants.
     example = torch.zeros(2, *input_shape)
@@ -53,7 +53,6 @@ def export_onnx(model: nn.Module, input_shape: tuple[int, int, int], path: Path,
     onnx.checker.check_model(proto)
     embed_metadata(proto, metadata)
     onnx.save(proto, str(path))
-    return proto
 
 
 def embed_metadata(proto: onnx.ModelProto, metadata: dict) -> None:

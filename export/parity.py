@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from export.errors import ProviderUnavailable
 from export.onnx_export import INPUT_NAME, OUTPUT_NAME
-from training.batches import normalise
+from training.batches import eval_batches
 from training.datasets import DatasetSpec, Split
 
 CPU = "CPUExecutionProvider"
@@ -152,12 +152,11 @@ def parity_report(model: nn.Module, onnx_path: Path | str, split: Split, spec: D
     running = {p: _Running() for p in providers}
     model = model.eval().cpu()
     torch_correct, n = 0, len(split)
-    batches = range(0, n, batch_size)
     with strict_fp32(), torch.inference_mode():
-        for start in tqdm(batches, desc=f"parity {model_id}", unit="batch", disable=not progress,
-                          file=sys.stderr, dynamic_ncols=True, mininterval=1.0):
-            x = normalise(split.images[start:start + batch_size], spec)
-            labels = split.labels[start:start + batch_size].numpy()
+        for x, y in tqdm(eval_batches(split, spec, batch_size), total=-(-n // batch_size),
+                         desc=f"parity {model_id}", unit="batch", disable=not progress,
+                         file=sys.stderr, dynamic_ncols=True, mininterval=1.0):
+            labels = y.numpy()
             reference = model(x).numpy()
             torch_correct += int((reference.argmax(1) == labels).sum())
             feed = {INPUT_NAME: x.numpy()}

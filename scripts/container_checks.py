@@ -25,7 +25,7 @@ sys.path[:0] = [str(REPO), str(REPO / "tests" / "service")]
 from fixture_images import cifar_test, encode, mnist_test  # noqa: E402
 
 from service.preprocess import preprocess  # noqa: E402
-from service.repository import CPU, ServedModel, load  # noqa: E402
+from service.repository import CPU, ServedModel, load, read_card  # noqa: E402
 from service.settings import Settings  # noqa: E402
 
 TEST_SETS = {"mnist": mnist_test, "cifar10": cifar_test}
@@ -94,13 +94,6 @@ def post_png(url: str, model: str, png: bytes) -> tuple[int, dict]:
         connection.close()
 
 
-def test_images(model: str, repository: Path = REPO / "models") -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """(images, true label indices, class names) of the real test set the model was trained for."""
-    card = json.loads((repository / model / "card.json").read_text())
-    images, labels = TEST_SETS[card["dataset"]]()
-    return images, labels, card["classes"]
-
-
 def prediction_checks(url: str, model: str, provider: str, name: str, repository: Path = REPO / "models") -> None:
     """Post real test images as PNG; every answer must equal this process's (the model's files
     in `repository`), and one image the model gets right here must come back with its true
@@ -109,7 +102,8 @@ def prediction_checks(url: str, model: str, provider: str, name: str, repository
     load(reference, Settings(providers=(CPU,)), (CPU,))
     if reference.session is None:
         raise CheckFailed(f"{model}: cannot load it in this process: {reference.error}")
-    images, truths, classes = test_images(model, repository)
+    images, truths = TEST_SETS[reference.card.dataset]()
+    classes = reference.card.classes
     pngs = [encode(image) for image in images[:IMAGES_PER_MODEL]]
     expected = [reference.classify(preprocess(png, reference.spec, 10**8)[None])[0] for png in pngs]
     answers = [post_png(url, model, png) for png in pngs]
@@ -136,7 +130,7 @@ def prediction_checks(url: str, model: str, provider: str, name: str, repository
 def stop_with_request_in_flight(url: str, model: str, container: str, stop: list[str]) -> tuple[dict, float]:
     """Send a request's headers and half its body, run `stop` (SIGTERM), wait until the server
     says it is shutting down, then send the rest: the answer must still come."""
-    body = encode(test_images(model)[0][0])
+    body = encode(TEST_SETS[read_card(REPO / "models" / model).dataset]()[0][0])
     parts = urlsplit(url)
     connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
     connection.putrequest("POST", f"/predict/{model}")

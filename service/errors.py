@@ -45,10 +45,6 @@ class ModelUnavailable(ServiceError):
     status_code, code = 503, "model_unavailable"
 
 
-class BadRequest(ServiceError):
-    status_code, code = 400, "bad_request"
-
-
 class EmptyBody(ServiceError):
     status_code, code = 400, "empty_body"
 
@@ -81,10 +77,6 @@ class CorruptImage(ServiceError):
     status_code, code = 422, "corrupt_image"
 
 
-class PayloadTooLarge(ServiceError):
-    status_code, code = 413, "payload_too_large"
-
-
 class TooManyPixels(ServiceError):
     """Width x height over the limit: refused before decoding (decompression bombs)."""
 
@@ -93,10 +85,6 @@ class TooManyPixels(ServiceError):
 
 class TooManyImages(ServiceError):
     status_code, code = 413, "too_many_images"
-
-
-def error_response(status_code: int, code: str, detail: str) -> Response[ErrorBody]:
-    return Response(ErrorBody(error=code, detail=detail), status_code=status_code)
 
 
 def service_error_handler(_: Request, exc: ServiceError) -> Response[ErrorBody]:
@@ -130,4 +118,5 @@ def http_error_handler(request: Request, exc: HTTPException) -> Response[ErrorBo
 
 def internal_error_handler(request: Request, exc: Exception) -> Response[ErrorBody]:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return error_response(500, "internal_error", "the server failed on this request; it has been logged")
+    return Response(ErrorBody(error="internal_error", detail="the server failed on this request; it has been logged"),
+                    status_code=500)

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Annotated
 
+import msgspec
 from litestar import Request, Response, get, post
 from litestar.datastructures import UploadFile
 from litestar.exceptions import HTTPException, InternalServerException
@@ -105,7 +106,7 @@ async def list_models(request: Request) -> ModelList:
 @get("/models/{model:str}", responses={404: _ERRORS[404]}, summary="One model's card, with its status")
 async def model_card(request: Request, model: str) -> ModelCard:
     served = _state(request).catalog.get(model)
-    fields = {name: getattr(served.card, name) for name in served.card.__struct_fields__} if served.card else {}
+    fields = msgspec.structs.asdict(served.card) if served.card else {}
     fields["id"] = served.id
     return ModelCard(**fields, status=served.status, error=served.error, provider=served.provider)
 

@@ -6,11 +6,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import torch
+from random_runs import fabricate_run
 
-from training import run_files
-from training.datasets import DATASETS, Split, load_split
-from training.registry import build_model
+from training.datasets import Split, load_split
 
 MakeRun = Callable[..., Path]
 
@@ -19,16 +17,7 @@ MakeRun = Callable[..., Path]
 def make_run(tmp_path: Path) -> MakeRun:
     """make_run(arch, dataset, **metrics) -> runs/<id>/ holding random weights and a minimal metrics.json."""
     def make(arch: str, dataset: str, *, seed: int = 0, **metrics) -> Path:
-        spec = DATASETS[dataset]
-        channels, size, _ = spec.input_shape
-        torch.manual_seed(seed)
-        model = build_model(arch, channels, size, len(spec.classes))
-        run_id = f"{arch}-{dataset}"
-        run_dir = tmp_path / "runs" / run_id
-        run_dir.mkdir(parents=True)
-        run_files.save_weights(model, run_dir / run_files.WEIGHTS, {"id": run_id})
-        run_files.write_metrics(run_dir, {"id": run_id, "arch": arch, "dataset": dataset, **metrics})
-        return run_dir
+        return fabricate_run(tmp_path / "runs", arch, dataset, seed=seed, **metrics)
     return make
 
 

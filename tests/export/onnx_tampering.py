@@ -21,7 +21,6 @@ def perturb_onnx_weights(path: Path, change: Callable[[np.ndarray], np.ndarray])
 def tampering(real_export: Callable) -> Callable:
     """An exporter that runs `real_export`, then scales the largest weight tensor by 1.05."""
     def export_then_tamper(model, input_shape, path, metadata):
-        result = real_export(model, input_shape, path, metadata)
+        real_export(model, input_shape, path, metadata)
         perturb_onnx_weights(path, lambda w: w * np.float32(1.05))
-        return result
     return export_then_tamper

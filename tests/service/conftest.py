@@ -1,7 +1,7 @@
 """Service fixtures: model repositories published by the real exporter, and real servers.
 
-`random_repo` holds random-weight models published with `export.publish.publish_run`
-(tests may import torch; the service may not). `server` is one real server on it, shared.
+`random_repo` holds random-weight models published by the real exporter (tests/random_runs.py;
+tests may import torch, the service may not). `server` is one real server on it, shared.
 """
 
 from __future__ import annotations
@@ -13,37 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 from live_server import Server, running_server
-
-
-def fabricate_run(runs_dir: Path, arch: str, dataset: str, seed: int = 0) -> Path:
-    """A training run folder with random weights and the minimal metrics.json the exporter reads."""
-    import torch
-
-    from training import run_files
-    from training.datasets import DATASETS
-    from training.registry import build_model
-
-    spec = DATASETS[dataset]
-    channels, size, _ = spec.input_shape
-    torch.manual_seed(seed)
-    model = build_model(arch, channels, size, len(spec.classes))
-    run_id = f"{arch}-{dataset}"
-    run_dir = runs_dir / run_id
-    run_dir.mkdir(parents=True)
-    run_files.save_weights(model, run_dir / run_files.WEIGHTS, {"id": run_id})
-    run_files.write_metrics(run_dir, {"id": run_id, "arch": arch, "dataset": dataset,
-                                      "test_accuracy": 1 / len(spec.classes)})
-    return run_dir
-
-
-def publish_random_models(root: Path, models: list[tuple[str, str]], data_dir: Path) -> Path:
-    """root/models/<id>/ for each (arch, dataset), through the real exporter and parity gate."""
-    from export.publish import publish_run
-
-    for arch, dataset in models:
-        run = fabricate_run(root / "runs", arch, dataset)
-        publish_run(run, root / "models", data_dir=data_dir, parity_limit=32, progress=False)
-    return root / "models"
+from random_runs import publish_random_models
 
 
 @pytest.fixture(scope="session")
