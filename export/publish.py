@@ -27,6 +27,7 @@ from export.onnx_export import INPUT_NAME, OUTPUT_NAME, export_onnx, exporter_ve
 from export.parity import ParityReport, parity_report
 from export.triton import LABELS_FILE, config_pbtxt, labels_txt
 from training import run_files
+from training.averaging import with_test_time_augmentation
 from training.datasets import DATASETS, Split, load_split
 from training.registry import architectures, build_model
 
@@ -34,7 +35,8 @@ REQUIRED_METRICS = ("id", "arch", "dataset")
 TRAINING_SUMMARY = {  # card key -> metrics.json key
     "epochs": "epochs_done", "wall_seconds": "wall_seconds", "train_seconds": "train_seconds",
     "device": "device", "precision": "precision", "recipe": "recipe", "git_commit": "git_commit",
-    "parameters": "parameters", "finished": "finished",
+    "parameters": "parameters", "finished": "finished", "budget": "budget",
+    "final_evaluation": "final_evaluation",
 }
 MODEL_FILE = Path("1") / "model.onnx"
 CARD_FILE = "card.json"
@@ -66,7 +68,8 @@ def read_run(run_dir: Path) -> dict:
 
 
 def model_from_run(run_dir: Path, metrics: dict) -> nn.Module:
-    """Rebuild the module from the registry and load the run's weights into it."""
+    """Rebuild the module from the registry, load the run's weights into it, and wrap it in the
+    recipe's test-time augmentation: what is exported is what the run's figures measured."""
     spec = DATASETS[metrics["dataset"]]
     channels, size, _ = spec.input_shape
     model = build_model(metrics["arch"], channels, size, len(spec.classes))
@@ -74,7 +77,11 @@ def model_from_run(run_dir: Path, metrics: dict) -> nn.Module:
         run_files.load_weights(model, Path(run_dir) / run_files.WEIGHTS)
     except RuntimeError as err:  # load_state_dict: missing/unexpected keys, shape mismatch
         raise RunNotReady(f"{run_dir}: the weights do not fit {metrics['arch']}: {err}") from err
-    return model.eval()
+    return with_test_time_augmentation(model, test_time_augmentation(metrics)).eval()
+
+
+def test_time_augmentation(metrics: dict) -> str:
+    return (metrics.get("recipe") or {}).get("tta", "none")
 
 
 def model_metadata(metrics: dict, weights_sha256: str) -> dict:
@@ -90,6 +97,7 @@ def model_metadata(metrics: dict, weights_sha256: str) -> dict:
         "input": {"name": INPUT_NAME, "shape": list(spec.input_shape), "dtype": "float32", "layout": "NCHW"},
         "output": {"name": OUTPUT_NAME, "shape": [len(spec.classes)]},
         "preprocessing": {"kind": spec.preprocessing, "mean": list(spec.mean), "std": list(spec.std)},
+        "test_time_augmentation": test_time_augmentation(metrics),
         "test_accuracy": metrics.get("test_accuracy"),
         "weights_sha256": weights_sha256,
         "training": {key: metrics.get(source) for key, source in TRAINING_SUMMARY.items()},

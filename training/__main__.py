@@ -1,7 +1,7 @@
 """Command line: `python -m training {list,train,train-all}`.
 
-    python -m training train --arch cnn --dataset mnist [--epochs N]
-    python -m training train-all [--force]
+    python -m training train --arch cnn --dataset mnist [--epochs N] [--budget auto|full|cpu]
+    python -m training train-all [--force] [--budget auto|full|cpu]
     torchrun --nproc_per_node=N -m training train --arch resnet18 --dataset cifar10
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 from training.datasets import DATASETS, DatasetNotFound
 from training.loop import is_trained, train
 from training.run_files import read_metrics
-from training.recipes import TRAIN_ALL, model_id, recipe_for
+from training.recipes import BUDGETS, CPU_RECIPES, TRAIN_ALL, model_id, recipe_for
 from training.registry import architectures
 
 
@@ -40,6 +40,10 @@ def main(argv: list[str] | None = None) -> int:
     everything.add_argument("--force", action="store_true", help="retrain runs that are already finished")
     everything.add_argument("--only", default=None, help="comma-separated dataset names to restrict the matrix to")
     for p in (one, everything):
+        p.add_argument("--budget", choices=BUDGETS, default="auto",
+                       help="recipe rows: full (GPU-length schedules), cpu (about 100 minutes each on a "
+                            "2-core CPU, where the pair has such a row) or auto: cpu when no GPU is present "
+                            "(default: auto)")
         p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
                        help="bf16 autocast + channels_last (default: on for CUDA, off for CPU)")
     args = parser.parse_args(argv)
@@ -64,16 +68,17 @@ def main(argv: list[str] | None = None) -> int:
             run_dir = args.runs / model_id(arch, dataset)
             if args.force and run_dir.exists():
                 shutil.rmtree(run_dir)
-            recipe = recipe_for(arch, dataset)
+            recipe = recipe_for(arch, dataset, args.budget, has_gpu=_has_gpu(args))
+            budget = "cpu" if recipe == CPU_RECIPES.get((arch, dataset)) else "full"
             if getattr(args, "epochs", None):
                 recipe = replace(recipe, epochs=args.epochs)
             if args.command == "train-all" and is_trained(run_dir, recipe):
                 print(f"{model_id(arch, dataset)}: already trained ({run_dir}); --force retrains it")
                 continue
-            print(f"{model_id(arch, dataset)}: {recipe}", flush=True)
+            print(f"{model_id(arch, dataset)} ({budget} budget): {recipe}", flush=True)
             metrics = train(arch, dataset, recipe, runs_dir=args.runs, data_dir=args.data_dir,
                             seed=getattr(args, "seed", 0), device=getattr(args, "device", None),
-                            bf16=args.bf16).metrics
+                            bf16=args.bf16, budget=budget).metrics
             if metrics.get("complete"):
                 print(f"{metrics['id']}: {100 * metrics['test_accuracy']:.2f} % test accuracy "
                       f"in {metrics['wall_seconds']:.0f} s -> {run_dir}")
@@ -81,6 +86,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0
+
+
+def _has_gpu(args: argparse.Namespace) -> bool:
+    import torch
+
+    device = getattr(args, "device", None)
+    return torch.cuda.is_available() if device is None else device.startswith("cuda")
 
 
 def report(runs: Path) -> str:

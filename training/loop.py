@@ -9,10 +9,9 @@ only rank 0 evaluates, logs and writes.
 
 from __future__ import annotations
 
-import os
-import platform
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,127 +22,96 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from training import run_files
+from training.averaging import WeightAverage, with_test_time_augmentation
 from training.batches import batches_per_epoch, eval_batches, train_batches
 from training.datasets import DATASETS, Split, load_split
+from training.devices import (Distributed, autocast, describe_device, init_distributed,
+                              pick_device, to_layout, uses_channels_last)
+from training.optimizer import make_optimizer, one_cycle, set_learning_rate
 from training.recipes import Recipe, model_id, recipe_for
 from training.registry import build_model
 
 
-@dataclass
-class Distributed:
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-
-def init_distributed() -> Distributed:
-    """Join the process group when launched by torchrun (NCCL on GPUs, gloo on CPU)."""
-    if "RANK" not in os.environ or int(os.environ.get("WORLD_SIZE", "1")) == 1:
-        return Distributed()
-    backend = "nccl" if torch.cuda.is_available() else "gloo"
-    if not dist.is_initialized():
-        dist.init_process_group(backend=backend)
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if torch.cuda.is_available():
-        torch.cuda.set_device(local_rank)
-    return Distributed(dist.get_rank(), dist.get_world_size(), local_rank)
-
-
-def pick_device(ddp: Distributed, requested: str | None = None) -> torch.device:
-    if requested:
-        return torch.device(requested)
-    return torch.device(f"cuda:{ddp.local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-
-
-def describe_device(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"cuda ({torch.cuda.get_device_name(device)})"
-    threads = torch.get_num_threads()
-    return f"cpu ({cpu_model()}, {threads} thread{'s' if threads > 1 else ''})"
-
-
-def cpu_model() -> str:
-    """The CPU's marketing name where Linux tells it, else the architecture."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def one_cycle(step: int, total: int, warmup: float) -> float:
-    """Learning-rate multiplier: linear warm-up to 1, then linear decay to 0."""
-    peak = max(1, int(total * warmup))
-    if step < peak:
-        return (step + 1) / peak
-    return max(0.0, (total - step) / max(1, total - peak))
-
-
-def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
-    # No weight decay on biases and BatchNorm parameters: decaying them only hurts.
-    decay = [p for p in model.parameters() if p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.ndim <= 1]
-    groups = [{"params": decay, "weight_decay": recipe.weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
-    if recipe.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=recipe.lr, momentum=0.9, nesterov=True)
-    if recipe.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=recipe.lr)
-    raise ValueError(f"unknown optimizer {recipe.optimizer!r}")
-
-
 @torch.no_grad()
 def evaluate(model: nn.Module, split: Split, dataset: str, bf16: bool = False,
-             batch_size: int = 1000) -> tuple[float, float]:
+             channels_last: bool = False, batch_size: int = 1000) -> tuple[float, float]:
     """(mean loss, accuracy) over the whole split."""
     model.eval()
     spec = DATASETS[dataset]
     total_loss, correct = 0.0, 0
     for x, y in eval_batches(split, spec, batch_size):
         with autocast(x.device, bf16):
-            logits = model(to_layout(x, bf16)).float()
+            logits = model(to_layout(x, channels_last)).float()
         total_loss += F.cross_entropy(logits, y, reduction="sum").item()
         correct += (logits.argmax(1) == y).sum().item()
     return total_loss / len(split), correct / len(split)
 
 
-def autocast(device: torch.device, bf16: bool):
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+@dataclass
+class EpochTotals:
+    loss_sum: float
+    correct: int
+    seen: int  # images this rank trained on
+    lr: float  # the rate of the last step
 
 
-def to_layout(x: torch.Tensor, bf16: bool) -> torch.Tensor:
-    """channels_last goes with bf16: tensor cores (and oneDNN's bf16 kernels) want NHWC."""
-    return x.contiguous(memory_format=torch.channels_last) if bf16 else x
+def train_one_epoch(trained: nn.Module, optimizer: torch.optim.Optimizer, recipe: Recipe,
+                    batches: Iterable[tuple[torch.Tensor, torch.Tensor]], first_step: int,
+                    total_steps: int, *, bf16: bool, channels_last: bool,
+                    average: WeightAverage | None = None, bar: tqdm | None = None) -> EpochTotals:
+    """One pass over `batches`: forward, loss, one-cycle rate, step, and the weight average."""
+    trained.train()
+    device = next(trained.parameters()).device
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    seen, step, lr = 0, first_step, 0.0
+    for x, y in batches:
+        with autocast(device, bf16):
+            logits = trained(to_layout(x, channels_last))
+            loss = F.cross_entropy(logits.float(), y, label_smoothing=recipe.label_smoothing)
+        lr = recipe.lr * one_cycle(step, total_steps, recipe.warmup)
+        set_learning_rate(optimizer, lr)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if average is not None:
+            average.update(trained.module if isinstance(trained, nn.parallel.DistributedDataParallel) else trained)
+        step += 1
+        loss_sum += loss.detach() * len(y)
+        correct += (logits.argmax(1) == y).sum()
+        seen += len(y)
+        if bar is not None:
+            bar.update()
+            if bar.n % 20 == 0 or bar.n == bar.total:
+                elapsed = time.perf_counter() - bar.start_t
+                bar.set_postfix(loss=f"{loss_sum.item() / seen:.4f}", acc=f"{100 * correct.item() / seen:.2f}%",
+                                img_s=f"{seen / max(elapsed, 1e-9):.0f}/rank", refresh=False)
+    return EpochTotals(loss_sum.item(), int(correct.item()), seen, lr)
 
 
 @dataclass
 class TrainedRun:
-    model: nn.Module  # this rank's model, unwrapped from DDP
+    model: nn.Module  # the model the run saved (the weight average when the recipe keeps one), unwrapped
     metrics: dict
 
 
 def train(arch: str, dataset: str, recipe: Recipe | None = None, runs_dir: Path = Path("runs"),
           data_dir: Path | None = None, seed: int = 0, device: str | None = None,
           bf16: bool | None = None, train_split: Split | None = None,
-          test_split: Split | None = None, progress: bool = True) -> TrainedRun:
+          test_split: Split | None = None, progress: bool = True, budget: str = "full") -> TrainedRun:
     """Train `arch` on `dataset`, resuming from `runs/<id>/` if it holds a partial run of the same recipe.
 
-    `recipe` defaults to the table's row (`training.recipes.recipe_for`). `bf16` (autocast +
-    channels_last) defaults to on for CUDA and off for CPU, where it is worth turning on only
+    `recipe` defaults to the table's row at `budget` (`training.recipes.recipe_for`). `bf16`
+    (autocast) defaults to on for CUDA and off for CPU, where it is worth turning on only
     if the CPU has native bf16 (AVX512-BF16, AMX). `train_split`/`test_split` replace the real
     data (tests use small fixtures).
     """
     ddp = init_distributed()
     dev = pick_device(ddp, device)
     bf16 = dev.type == "cuda" if bf16 is None else bf16
+    channels_last = uses_channels_last(dev, bf16)
     spec = DATASETS[dataset]
-    recipe = recipe or recipe_for(arch, dataset)
+    recipe = recipe or recipe_for(arch, dataset, budget, has_gpu=dev.type == "cuda")
     run_id = model_id(arch, dataset)
     run_dir = Path(runs_dir) / run_id
 
@@ -157,17 +125,18 @@ def train(arch: str, dataset: str, recipe: Recipe | None = None, runs_dir: Path 
 
     channels, size, _ = spec.input_shape
     model = build_model(arch, channels, size, len(spec.classes)).to(dev)
-    if bf16:
+    if channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, recipe)
+    average = WeightAverage(model, recipe.ema) if recipe.ema else None
     per_rank_batch = recipe.batch_size // ddp.world_size
     steps_per_epoch = batches_per_epoch(len(train_split), per_rank_batch, ddp.world_size)
     total_steps = steps_per_epoch * recipe.epochs
 
     here = describe_device(dev)
-    metrics = _resume(run_dir, run_id, model, optimizer, generator, recipe) or _new_metrics(
-        run_id, arch, dataset, recipe, seed, model, here, ddp)
-    metrics["precision"] = "bf16 autocast, channels_last" if bf16 else "fp32"
+    metrics = _resume(run_dir, run_id, model, optimizer, generator, recipe, average) or _new_metrics(
+        run_id, arch, dataset, recipe, budget, seed, model, here, ddp)
+    metrics["precision"] = ("bf16 autocast" if bf16 else "fp32") + (", channels_last" if channels_last else "")
     start_epoch = len(metrics["history"])
     if start_epoch and here not in metrics["device"]:
         metrics["device"] += f"; from epoch {start_epoch + 1}: {here}"
@@ -176,76 +145,73 @@ def train(arch: str, dataset: str, recipe: Recipe | None = None, runs_dir: Path 
         if start_epoch:
             print(f"{run_id}: resuming after epoch {start_epoch}/{recipe.epochs}")
     trained = nn.parallel.DistributedDataParallel(model) if ddp.world_size > 1 else model
-    step = start_epoch * steps_per_epoch
+    served = average.model if average is not None else model  # what is evaluated, saved and exported
 
     for epoch in range(start_epoch, recipe.epochs):
         started = time.perf_counter()
-        model.train()
         bar = tqdm(total=steps_per_epoch, desc=f"{run_id} {epoch + 1}/{recipe.epochs}",
                    disable=not (progress and ddp.is_main), unit="batch", dynamic_ncols=True,
                    mininterval=1.0, file=sys.stdout)
-        loss_sum = torch.zeros((), device=dev)
-        correct = torch.zeros((), device=dev, dtype=torch.long)
-        seen = 0
-        for x, y in train_batches(train_split, spec, per_rank_batch, recipe.augmentation,
-                                  generator, ddp.rank, ddp.world_size):
-            with autocast(dev, bf16):
-                logits = trained(to_layout(x, bf16))
-                loss = F.cross_entropy(logits.float(), y, label_smoothing=recipe.label_smoothing)
-            lr = recipe.lr * one_cycle(step, total_steps, recipe.warmup)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            step += 1
-            loss_sum += loss.detach() * len(y)
-            correct += (logits.argmax(1) == y).sum()
-            seen += len(y)
-            bar.update()
-            if bar.n % 20 == 0 or bar.n == steps_per_epoch:
-                elapsed = time.perf_counter() - started
-                bar.set_postfix(loss=f"{loss_sum.item() / seen:.4f}",
-                                acc=f"{100 * correct.item() / seen:.2f}%",
-                                img_s=f"{seen * ddp.world_size / elapsed:.0f}", refresh=False)
+        batches = train_batches(train_split, spec, per_rank_batch, recipe.augmentation,
+                                generator, ddp.rank, ddp.world_size)
+        totals = train_one_epoch(trained, optimizer, recipe, batches, epoch * steps_per_epoch, total_steps,
+                                 bf16=bf16, channels_last=channels_last, average=average, bar=None if bar.disable else bar)
         bar.close()
         if ddp.world_size > 1:
             # DDP syncs gradients, and buffers only *before* each forward: after the last step
             # every rank holds its own BatchNorm statistics. Rank 0's are the ones it evaluates
             # and saves; give them to all ranks so every replica is the same model.
-            for buffer in model.buffers():
+            for buffer in [*model.buffers(), *served.buffers()]:
                 dist.broadcast(buffer, src=0)
         train_seconds = time.perf_counter() - started
         if ddp.is_main:
-            test_loss, test_acc = evaluate(model, test_split, dataset, bf16)
+            test_loss, test_acc = evaluate(served, test_split, dataset, bf16, channels_last)
             metrics["history"].append({
                 "epoch": epoch + 1,
-                "train_loss": loss_sum.item() / seen,
-                "train_accuracy": correct.item() / seen,
+                "train_loss": totals.loss_sum / totals.seen,
+                "train_accuracy": totals.correct / totals.seen,
                 "test_loss": test_loss,
                 "test_accuracy": test_acc,
-                "lr_end": lr,
+                "lr_end": totals.lr,
                 "train_seconds": round(train_seconds, 3),
                 "seconds": round(time.perf_counter() - started, 3),
-                "images_per_second": round(seen * ddp.world_size / train_seconds, 1),
+                "images_per_second": round(totals.seen * ddp.world_size / train_seconds, 1),
             })
             print(f"{run_id} epoch {epoch + 1}/{recipe.epochs}: test accuracy {100 * test_acc:.2f} % "
                   f"(loss {test_loss:.4f}), {train_seconds:.1f} s", flush=True)
-            _checkpoint(run_dir, metrics, model, optimizer, generator, recipe)
+            if epoch + 1 == recipe.epochs:
+                metrics["final_evaluation"] = final_evaluation(model, average, recipe, test_split, dataset,
+                                                               bf16, channels_last)
+            _checkpoint(run_dir, metrics, model, optimizer, generator, recipe, average)
         if ddp.world_size > 1:
             dist.barrier()
-    return TrainedRun(model, metrics)
+    return TrainedRun(served, metrics)
 
 
-def _new_metrics(run_id: str, arch: str, dataset: str, recipe: Recipe, seed: int,
+def final_evaluation(model: nn.Module, average: WeightAverage | None, recipe: Recipe, split: Split,
+                     dataset: str, bf16: bool, channels_last: bool) -> list[dict]:
+    """Test accuracy of each choice the recipe made, measured side by side on the finished run:
+    the trained weights, their average, and each with the test-time augmentation. The last
+    row is the model that is saved and exported."""
+    candidates = [("trained", model)] + ([("average", average.model)] if average is not None else [])
+    views = ["none"] + ([recipe.tta] if recipe.tta != "none" else [])
+    rows = []
+    for weights, net in candidates:
+        for tta in views:
+            loss, accuracy = evaluate(with_test_time_augmentation(net, tta), split, dataset, bf16, channels_last)
+            rows.append({"weights": weights, "tta": tta, "test_loss": loss, "test_accuracy": accuracy})
+    return rows
+
+
+def _new_metrics(run_id: str, arch: str, dataset: str, recipe: Recipe, budget: str, seed: int,
                  model: nn.Module, device: str, ddp: Distributed) -> dict:
     import torchvision
 
     return {
-        "id": run_id, "arch": arch, "dataset": dataset, "recipe": recipe.as_dict(), "seed": seed,
-        "parameters": sum(p.numel() for p in model.parameters()),
+        "id": run_id, "arch": arch, "dataset": dataset, "recipe": recipe.as_dict(), "budget": budget,
+        "seed": seed, "parameters": sum(p.numel() for p in model.parameters()),
         "device": device, "world_size": ddp.world_size,
-        "versions": {"python": platform.python_version(), "torch": torch.__version__,
+        "versions": {"python": sys.version.split()[0], "torch": torch.__version__,
                      "torchvision": torchvision.__version__},
         "git_commit": run_files.git_commit(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -254,32 +220,35 @@ def _new_metrics(run_id: str, arch: str, dataset: str, recipe: Recipe, seed: int
 
 
 def _resume(run_dir: Path, run_id: str, model: nn.Module, optimizer: torch.optim.Optimizer,
-            generator: torch.Generator, recipe: Recipe) -> dict | None:
-    """Metrics of a partial run whose recipe matches, with model and optimizer restored; else None."""
+            generator: torch.Generator, recipe: Recipe, average: WeightAverage | None) -> dict | None:
+    """Metrics of a partial run whose recipe matches, with model, optimizer and average restored; else None."""
     metrics = run_files.read_metrics(run_dir)
     if not metrics or not metrics["history"] or not (run_dir / run_files.TRAINING_STATE).exists():
         return None
     if metrics["recipe"] != recipe.as_dict():
         print(f"{run_id}: the recipe changed since the last run; starting afresh")
         return None
-    run_files.load_weights(model, run_dir / run_files.WEIGHTS)
-    run_files.load_training_state(run_dir / run_files.TRAINING_STATE, model, optimizer, generator)
+    saved = run_dir / run_files.WEIGHTS
+    run_files.load_weights(average.model if average is not None else model, saved)
+    run_files.load_training_state(run_dir / run_files.TRAINING_STATE, model, optimizer, generator, average)
     return metrics
 
 
 def _checkpoint(run_dir: Path, metrics: dict, model: nn.Module, optimizer: torch.optim.Optimizer,
-                generator: torch.Generator, recipe: Recipe) -> None:
+                generator: torch.Generator, recipe: Recipe, average: WeightAverage | None) -> None:
     history = metrics["history"]
     metrics["epochs_done"] = len(history)
-    metrics["test_accuracy"] = history[-1]["test_accuracy"]
+    metrics["complete"] = len(history) >= recipe.epochs
+    final = metrics.get("final_evaluation")
+    metrics["test_accuracy"] = final[-1]["test_accuracy"] if metrics["complete"] and final else history[-1]["test_accuracy"]
     metrics["wall_seconds"] = round(sum(h["seconds"] for h in history), 1)
     metrics["train_seconds"] = round(sum(h["train_seconds"] for h in history), 1)
-    metrics["complete"] = len(history) >= recipe.epochs
     if metrics["complete"]:
         metrics["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    run_files.save_weights(model, run_dir / run_files.WEIGHTS,
+    served = average.model if average is not None else model
+    run_files.save_weights(served, run_dir / run_files.WEIGHTS,
                            {"id": metrics["id"], "arch": metrics["arch"], "dataset": metrics["dataset"]})
-    run_files.save_training_state(run_dir / run_files.TRAINING_STATE, model, optimizer, generator)
+    run_files.save_training_state(run_dir / run_files.TRAINING_STATE, model, optimizer, generator, average)
     run_files.write_metrics(run_dir, metrics)
     run_files.plot_curves(run_dir, metrics)
 

@@ -2,7 +2,8 @@
 
 - `weights.safetensors`: the model's state dict (never pickle), the file export reads.
 - `training_state.safetensors`: optimizer buffers and RNG states, so a run resumes exactly
-  from its last finished epoch.
+  from its last finished epoch; with a weight average (EMA), also the trained weights, since
+  `weights.safetensors` then holds the average.
 - `metrics.json`: per-epoch history, final accuracy, timings, device, versions, recipe, commit.
 - `curves.png`: accuracy and loss per epoch.
 """
@@ -16,6 +17,8 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 from safetensors.torch import load_file, save_file
+
+from training.averaging import WeightAverage
 
 WEIGHTS = "weights.safetensors"
 TRAINING_STATE = "training_state.safetensors"
@@ -33,8 +36,9 @@ def load_weights(model: nn.Module, path: Path) -> None:
 
 
 def save_training_state(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
-                        generator: torch.Generator) -> None:
-    """Optimizer buffers keyed by parameter name, plus the RNG states, as plain tensors."""
+                        generator: torch.Generator, average: WeightAverage | None = None) -> None:
+    """Optimizer buffers keyed by parameter name, the RNG states and, with a weight average,
+    the trained weights and the average's step count, as plain tensors."""
     names = {id(p): name for name, p in model.named_parameters()}
     tensors: dict[str, torch.Tensor] = {}
     for group in optimizer.param_groups:
@@ -44,12 +48,18 @@ def save_training_state(path: Path, model: nn.Module, optimizer: torch.optim.Opt
                 tensors[f"optim/{names[id(p)]}/{key}"] = value.detach().contiguous().cpu()
     tensors["rng/torch"] = torch.get_rng_state()
     tensors["rng/data"] = generator.get_state().cpu()
+    if average is not None:
+        tensors.update({f"model/{k}": v.detach().contiguous().cpu() for k, v in model.state_dict().items()})
+        tensors["average/updates"] = torch.tensor(average.updates)
     save_file(tensors, str(path))
 
 
 def load_training_state(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
-                        generator: torch.Generator) -> None:
+                        generator: torch.Generator, average: WeightAverage | None = None) -> None:
     tensors = load_file(str(path))
+    if average is not None:
+        model.load_state_dict({k.removeprefix("model/"): v for k, v in tensors.items() if k.startswith("model/")})
+        average.updates = int(tensors["average/updates"])
     params = dict(model.named_parameters())
     for key, value in tensors.items():
         kind, *rest = key.split("/")
