@@ -83,7 +83,7 @@ def train_one_epoch(trained: nn.Module, optimizer: torch.optim.Optimizer, recipe
         if bar is not None:
             bar.update()
             if bar.n % 20 == 0 or bar.n == bar.total:
-                elapsed = time.perf_counter() - bar.start_t
+                elapsed = bar.format_dict["elapsed"]
                 bar.set_postfix(loss=f"{loss_sum.item() / seen:.4f}", acc=f"{100 * correct.item() / seen:.2f}%",
                                 img_s=f"{seen / max(elapsed, 1e-9):.0f}/rank", refresh=False)
     return EpochTotals(loss_sum.item(), int(correct.item()), seen, lr)
