@@ -22,9 +22,10 @@ RUN python /src/requirements.py --runtime "$RUNTIME" ${ORT_VERSION:+--ort-versio
         /src/pyproject.toml > /src/requirements.txt \
     && /opt/venv/bin/pip install -r /src/requirements.txt
 
-# ---- package: the cnnzoo wheel, built from service/ alone (no training or export code) -----------
+# ---- package: the cnnzoo wheel, built from service/ and modelrepo/ alone (no training or export code) -----------
 FROM dependencies AS package
 COPY README.md /src/
+COPY modelrepo /src/modelrepo
 COPY service /src/service
 RUN /opt/venv/bin/pip wheel --no-deps --wheel-dir /wheels /src
 

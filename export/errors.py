@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from export.parity import ParityReport
+    from modelrepo.card import ParityReport
 
 
 class ExportError(Exception):

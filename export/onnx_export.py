@@ -17,10 +17,7 @@ import torch.nn as nn
 from torch.export import Dim
 
 from export.errors import ExportError
-
-INPUT_NAME = "image"
-OUTPUT_NAME = "logits"
-BATCH_AXIS = "batch"
+from modelrepo.layout import BATCH_AXIS, INPUT_NAME, OUTPUT_NAME
 # Pinned, not the exporter's default, so a torch upgrade does not silently change the graph;
 # opset 20 runs on ONNX Runtime >= 1.17 (and the Triton releases built on it).
 OPSET = 20
@@ -77,7 +74,7 @@ def exporter_versions() -> dict[str, str | int]:
 
     return {
         "cnnzoo": _version("cnnzoo"),
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),
         "onnx": onnx.__version__,
         "onnxscript": onnxscript.__version__,
         "onnxruntime": onnxruntime.__version__,

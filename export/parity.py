@@ -14,7 +14,6 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -24,12 +23,13 @@ import torch.nn as nn
 from tqdm import tqdm
 
 from export.errors import ProviderUnavailable
-from export.onnx_export import INPUT_NAME, OUTPUT_NAME
+from modelrepo.card import ParityReport, ProviderParity
+from modelrepo.layout import INPUT_NAME, OUTPUT_NAME
+from modelrepo.numerics import softmax
+from modelrepo.providers import CPU, CUDA
 from training.batches import eval_batches
 from training.datasets import DatasetSpec, Split
 
-CPU = "CPUExecutionProvider"
-CUDA = "CUDAExecutionProvider"
 LOGIT_TOLERANCE = {CPU: 1e-4, CUDA: 1e-3}
 
 
@@ -55,60 +55,14 @@ def onnx_session(path: Path | str, provider: str) -> ort.InferenceSession:
     return session
 
 
-@dataclass(frozen=True)
-class ProviderParity:
-    """How one ONNX Runtime provider compares with the PyTorch reference."""
-    provider: str
-    max_abs_logit_diff: float
-    max_abs_prob_diff: float  # after softmax
-    argmax_agreement: float  # fraction of images where both predict the same class
-    onnx_accuracy: float
-    logit_tolerance: float
-
-    @property
-    def passed(self) -> bool:
-        # Written so that NaN (a broken graph) fails.
-        return bool(self.max_abs_logit_diff <= self.logit_tolerance and self.argmax_agreement == 1.0)
-
-
-@dataclass(frozen=True)
-class ParityReport:
-    model_id: str
-    images: int
-    split: str
-    reference: str  # what computed the reference logits
-    torch_accuracy: float
-    providers: tuple[ProviderParity, ...] = field(default_factory=tuple)
-
-    @property
-    def passed(self) -> bool:
-        return bool(self.providers) and all(p.passed for p in self.providers)
-
-    def as_dict(self) -> dict:
-        """The report as card.json stores it (see docs/model-repository.md)."""
-        report = asdict(self)
-        report["providers"] = [{**asdict(p), "passed": p.passed} for p in self.providers]
-        report["passed"] = self.passed
-        return report
-
-    @classmethod
-    def from_dict(cls, report: dict) -> ParityReport:
-        """The inverse of `as_dict` (reads a card's `parity`)."""
-        fields = {k: v for k, v in report.items() if k not in ("providers", "passed")}
-        providers = tuple(ProviderParity(**{k: v for k, v in p.items() if k != "passed"})
-                          for p in report["providers"])
-        return cls(**fields, providers=providers)
-
-    def summary(self) -> str:
-        lines = [f"parity of {self.model_id} on {self.images} {self.split} images; "
-                 f"reference: {self.reference}, accuracy {100 * self.torch_accuracy:.2f} %",
-                 f"  {'provider':22} {'max|dlogit|':>11} {'tolerance':>9} {'max|dprob|':>10} "
-                 f"{'argmax agree':>12} {'ORT accuracy':>12}  result"]
-        for p in self.providers:
-            lines.append(f"  {p.provider:22} {p.max_abs_logit_diff:11.3e} {p.logit_tolerance:9.0e} "
-                         f"{p.max_abs_prob_diff:10.3e} {100 * p.argmax_agreement:11.2f}% "
-                         f"{100 * p.onnx_accuracy:11.2f}%  {'pass' if p.passed else 'FAIL'}")
-        return "\n".join(lines)
+def provider_parity(provider: str, max_abs_logit_diff: float, max_abs_prob_diff: float,
+                    argmax_agreement: float, onnx_accuracy: float) -> ProviderParity:
+    tolerance = LOGIT_TOLERANCE[provider]
+    # Written so that NaN (a broken graph) fails.
+    passed = bool(max_abs_logit_diff <= tolerance and argmax_agreement == 1.0)
+    return ProviderParity(provider=provider, max_abs_logit_diff=max_abs_logit_diff,
+                          max_abs_prob_diff=max_abs_prob_diff, argmax_agreement=argmax_agreement,
+                          onnx_accuracy=onnx_accuracy, logit_tolerance=tolerance, passed=passed)
 
 
 @contextmanager
@@ -120,12 +74,6 @@ def strict_fp32() -> Iterator[None]:
         yield
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits.astype(np.float64)
-    z = np.exp(z - z.max(axis=1, keepdims=True))
-    return z / z.sum(axis=1, keepdims=True)
 
 
 class _Running:
@@ -162,11 +110,10 @@ def parity_report(model: nn.Module, onnx_path: Path | str, split: Split, spec: D
             feed = {INPUT_NAME: x.numpy()}
             for provider, session in sessions.items():
                 running[provider].update(reference, session.run([OUTPUT_NAME], feed)[0], labels)
+    results = [provider_parity(p, r.max_logit, r.max_prob, r.agree / n, r.correct / n)
+               for p, r in running.items()]
     return ParityReport(
         model_id=model_id, images=n, split="test",
         reference=f"PyTorch {torch.__version__} eager, fp32, TF32 off, CPU",
-        torch_accuracy=torch_correct / n,
-        providers=tuple(ProviderParity(
-            provider=p, max_abs_logit_diff=r.max_logit, max_abs_prob_diff=r.max_prob,
-            argmax_agreement=r.agree / n, onnx_accuracy=r.correct / n,
-            logit_tolerance=LOGIT_TOLERANCE[p]) for p, r in running.items()))
+        torch_accuracy=torch_correct / n, providers=results,
+        passed=bool(results) and all(r.passed for r in results))

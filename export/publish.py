@@ -12,7 +12,6 @@ not at all: everything is built in a temporary folder and swapped into place at 
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import tempfile
@@ -20,12 +19,17 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import msgspec
+import onnx
 import torch.nn as nn
 
 from export.errors import ParityGateFailed, RunNotReady
-from export.onnx_export import INPUT_NAME, OUTPUT_NAME, export_onnx, exporter_versions, sha256_file
-from export.parity import ParityReport, parity_report
-from export.triton import LABELS_FILE, config_pbtxt, labels_txt
+from export.onnx_export import embed_metadata, export_onnx, exporter_versions, sha256_file
+from export.parity import parity_report
+from export.triton import config_pbtxt, labels_txt
+from modelrepo.card import (Card, ModelInput, ModelMetadata, ModelOutput, ParityReport, Preprocessing,
+                            Quantization, TrainingSummary, metadata_dict, read_card, write_card)
+from modelrepo.layout import CONFIG_FILE, INPUT_NAME, LABELS_FILE, MODEL_FILE, OUTPUT_NAME
 from training import run_files
 from training.averaging import with_test_time_augmentation
 from training.datasets import DATASETS, Split, load_split
@@ -38,9 +42,6 @@ TRAINING_SUMMARY = {  # card key -> metrics.json key
     "parameters": "parameters", "finished": "finished", "budget": "budget",
     "final_evaluation": "final_evaluation",
 }
-MODEL_FILE = Path("1") / "model.onnx"
-CARD_FILE = "card.json"
-CONFIG_FILE = "config.pbtxt"
 _SAFE_ID = re.compile(r"[a-z0-9][a-z0-9._-]*")
 
 
@@ -84,26 +85,24 @@ def test_time_augmentation(metrics: dict) -> str:
     return (metrics.get("recipe") or {}).get("tta", "none")
 
 
-def model_metadata(metrics: dict, weights_sha256: str) -> dict:
+def model_metadata(metrics: dict, weights_sha256: str) -> ModelMetadata:
     """What travels with the model: embedded in the ONNX file, and the core of card.json."""
     spec = DATASETS[metrics["dataset"]]
     arch = architectures()[metrics["arch"]]
-    return {
-        "id": metrics["id"],
-        "arch": metrics["arch"],
-        "dataset": spec.name,
-        "description": f"{arch.summary} [{arch.paper}]",
-        "classes": list(spec.classes),
-        "input": {"name": INPUT_NAME, "shape": list(spec.input_shape), "dtype": "float32", "layout": "NCHW"},
-        "output": {"name": OUTPUT_NAME, "shape": [len(spec.classes)]},
-        "preprocessing": {"kind": spec.preprocessing, "mean": list(spec.mean), "std": list(spec.std)},
-        "test_time_augmentation": test_time_augmentation(metrics),
-        "test_accuracy": metrics.get("test_accuracy"),
-        "weights_sha256": weights_sha256,
-        "training": {key: metrics.get(source) for key, source in TRAINING_SUMMARY.items()},
-        "exporter": exporter_versions(),
-        "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
+    return ModelMetadata(
+        id=metrics["id"], arch=metrics["arch"], dataset=spec.name,
+        description=f"{arch.summary} [{arch.paper}]",
+        classes=list(spec.classes),
+        input=ModelInput(name=INPUT_NAME, shape=list(spec.input_shape), dtype="float32", layout="NCHW"),
+        output=ModelOutput(name=OUTPUT_NAME, shape=[len(spec.classes)]),
+        preprocessing=Preprocessing(kind=spec.preprocessing, mean=list(spec.mean), std=list(spec.std)),
+        test_time_augmentation=test_time_augmentation(metrics),
+        test_accuracy=metrics.get("test_accuracy"),
+        weights_sha256=weights_sha256,
+        training=TrainingSummary(**{key: metrics.get(source) for key, source in TRAINING_SUMMARY.items()}),
+        exporter=exporter_versions(),
+        exported=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    )
 
 
 def publish_run(run_dir: Path, repo_dir: Path, *, data_dir: Path | None = None,
@@ -131,24 +130,48 @@ def publish_run(run_dir: Path, repo_dir: Path, *, data_dir: Path | None = None,
         onnx_path = staged / MODEL_FILE
         onnx_path.parent.mkdir(parents=True)
         metadata = model_metadata(metrics, sha256_file(run_dir / run_files.WEIGHTS))
-        export_onnx(model, spec.input_shape, onnx_path, metadata)
+        export_onnx(model, spec.input_shape, onnx_path, metadata_dict(metadata))
         report = parity_report(model, onnx_path, test, spec, model_id=metrics["id"],
                                providers=providers, progress=progress)
         if not report.passed:
             raise ParityGateFailed(report)
-        write_model_files(staged, metadata, report)
+        write_model_files(staged, metadata, parity=report)
         return install(staged, repo_dir / metrics["id"])
 
 
-def write_model_files(folder: Path, metadata: dict, report: ParityReport) -> None:
+def write_model_files(folder: Path, metadata: ModelMetadata, *, parity: ParityReport | None = None,
+                      quantization: Quantization | None = None) -> Card:
     """config.pbtxt, labels.txt and card.json beside an exported `1/model.onnx`."""
     onnx_path = folder / MODEL_FILE
-    (folder / CONFIG_FILE).write_text(
-        config_pbtxt(metadata["id"], tuple(metadata["input"]["shape"]), len(metadata["classes"])))
-    (folder / LABELS_FILE).write_text(labels_txt(metadata["classes"]))
-    card = {**metadata, "onnx_sha256": sha256_file(onnx_path), "onnx_bytes": onnx_path.stat().st_size,
-            "parity": report.as_dict()}
-    (folder / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
+    (folder / CONFIG_FILE).write_text(config_pbtxt(metadata.id, tuple(metadata.input.shape), len(metadata.classes)))
+    (folder / LABELS_FILE).write_text(labels_txt(metadata.classes))
+    card = Card(**msgspec.structs.asdict(metadata), onnx_sha256=sha256_file(onnx_path),
+                onnx_bytes=onnx_path.stat().st_size, parity=parity, quantization=quantization)
+    write_card(folder, card)
+    return card
+
+
+def redescribe(folder: Path) -> Card:
+    """Bring a published model's words up to date without re-exporting it: the registry's
+    current summary and paper, in the card and embedded anew in the ONNX file. The graph is
+    left byte for byte as it was, so the gate's report still holds; the file's sha256 and
+    size are updated. All or nothing, as publishing is."""
+    folder = Path(folder)
+    card = read_card(folder)
+    arch = architectures()[card.arch]
+    card = msgspec.structs.replace(card, description=f"{arch.summary} [{arch.paper}]")
+    with tempfile.TemporaryDirectory(prefix=f"redescribe-{card.id}-") as tmp:
+        staged = Path(tmp) / card.id
+        shutil.copytree(folder, staged)
+        onnx_path = staged / MODEL_FILE
+        proto = onnx.load(str(onnx_path))
+        embed_metadata(proto, metadata_dict(card))
+        onnx.save(proto, str(onnx_path))
+        card = msgspec.structs.replace(card, onnx_sha256=sha256_file(onnx_path),
+                                       onnx_bytes=onnx_path.stat().st_size)
+        write_card(staged, card)
+        install(staged, folder)
+    return card
 
 
 def install(staged: Path, target: Path) -> Path:
@@ -165,6 +188,3 @@ def install(staged: Path, target: Path) -> Path:
     shutil.rmtree(previous, ignore_errors=True)
     return target
 
-
-def read_card(model_dir: Path) -> dict:
-    return json.loads((Path(model_dir) / CARD_FILE).read_text())

@@ -6,11 +6,10 @@ every one with the schema that the `tritonclient` package ships.
 
 from __future__ import annotations
 
-from export.onnx_export import INPUT_NAME, OUTPUT_NAME
+from modelrepo.layout import INPUT_NAME, LABELS_FILE, OUTPUT_NAME
 
 PLATFORM = "onnxruntime_onnx"
 MAX_BATCH_SIZE = 64  # the largest batch Triton's dynamic batcher forms; the ONNX batch axis is free
-LABELS_FILE = "labels.txt"
 
 
 def config_pbtxt(model_id: str, input_shape: tuple[int, int, int], num_classes: int) -> str:

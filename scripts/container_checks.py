@@ -25,8 +25,9 @@ sys.path[:0] = [str(REPO), str(REPO / "tests" / "service")]
 from fixture_images import cifar_test, encode, mnist_test  # noqa: E402
 
 from service.preprocess import preprocess  # noqa: E402
-from service.repository import CPU, ServedModel, load, read_card  # noqa: E402
-from service.settings import Settings  # noqa: E402
+from modelrepo.card import read_card  # noqa: E402
+from modelrepo.providers import CPU  # noqa: E402
+from service.repository import ModelLoadError, load_model  # noqa: E402
 
 TEST_SETS = {"mnist": mnist_test, "cifar10": cifar_test}
 IMAGES_PER_MODEL = 16
@@ -98,10 +99,10 @@ def prediction_checks(url: str, model: str, provider: str, name: str, repository
     """Post real test images as PNG; every answer must equal this process's (the model's files
     in `repository`), and one image the model gets right here must come back with its true
     label. `name` prefixes the checks."""
-    reference = ServedModel(id=model, folder=repository / model)
-    load(reference, Settings(providers=(CPU,)), (CPU,))
-    if reference.session is None:
-        raise CheckFailed(f"{model}: cannot load it in this process: {reference.error}")
+    try:
+        reference = load_model(repository / model, (CPU,))
+    except ModelLoadError as err:
+        raise CheckFailed(f"cannot load it in this process: {err}") from None
     images, truths = TEST_SETS[reference.card.dataset]()
     classes = reference.card.classes
     pngs = [encode(image) for image in images[:IMAGES_PER_MODEL]]

@@ -43,7 +43,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         catalog = Catalog(settings, executor, metrics)
         app.state.service = ServiceState(settings=settings, catalog=catalog, metrics=metrics, executor=executor)
         log.info("serving %s: %d model(s) found, batching %s (window %.1f ms, max %d), %d worker threads",
-                 settings.model_repository, len(catalog.models),
+                 settings.model_repository, len(catalog.entries),
                  "on" if settings.batching else "off", settings.batch_window_ms, settings.max_batch,
                  settings.worker_threads)
         loading = asyncio.create_task(catalog.load(), name="load-models")

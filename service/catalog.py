@@ -1,7 +1,8 @@
 """The models this server knows, as the event loop sees them: lookups, loading, readiness.
 
 Loading runs in the background after startup, one model at a time in a worker thread, so the
-server answers /health/live (and every model already loaded) while the rest load.
+server answers /health/live (and every model already loaded) while the rest load. The
+catalog owns each model's status and batcher; `repository.load_model` only says what loaded.
 """
 
 from __future__ import annotations
@@ -9,16 +10,45 @@ from __future__ import annotations
 import asyncio
 import logging
 from concurrent.futures import Executor
+from dataclasses import dataclass
+from pathlib import Path
 
+from modelrepo.card import Card
+from modelrepo.layout import model_folders
 from service import repository
 from service.batching import Batcher
 from service.errors import ModelUnavailable, UnknownModel
 from service.metrics import Metrics
-from service.repository import ServedModel
-from service.schemas import Readiness
+from service.repository import LoadedModel, ModelLoadError
+from service.schemas import ModelStatus, Readiness
 from service.settings import Settings
 
 log = logging.getLogger("service.catalog")
+
+
+@dataclass
+class ModelEntry:
+    """One folder of the repository: what loaded (if anything), and whether it serves."""
+
+    id: str
+    folder: Path
+    status: ModelStatus = "loading"
+    error: str | None = None
+    card: Card | None = None  # as soon as it has been read, even if loading failed later
+    model: LoadedModel | None = None
+    batcher: Batcher | None = None
+
+    @property
+    def provider(self) -> str | None:
+        return self.model.provider if self.model else None
+
+
+@dataclass(frozen=True)
+class Serving:
+    """A model that can answer now, with the batcher that runs it."""
+
+    model: LoadedModel
+    batcher: Batcher
 
 
 class Catalog:
@@ -26,8 +56,10 @@ class Catalog:
         self.settings = settings
         self._executor = executor
         self._metrics = metrics
-        self.models: dict[str, ServedModel] = {
-            model.id: model for model in repository.discover(settings.model_repository)}
+        self.entries: dict[str, ModelEntry] = {
+            folder.name: ModelEntry(folder.name, folder) for folder in model_folders(settings.model_repository)}
+        if not settings.model_repository.is_dir():
+            log.warning("model repository %s does not exist: no models to serve", settings.model_repository)
         self.loaded = asyncio.Event()  # every model has been tried
 
     async def load(self) -> None:
@@ -35,56 +67,74 @@ class Catalog:
         loop = asyncio.get_running_loop()
         providers = self.settings.providers
         await loop.run_in_executor(self._executor, repository.preload_cuda, providers)
-        for model in self.models.values():
-            await loop.run_in_executor(self._executor, repository.load, model, self.settings, providers)
-            if model.session is not None:
-                model.batcher = Batcher(
-                    model.classify, self._executor, max_batch=self.settings.max_batch,
-                    window_s=self.settings.batch_window_ms / 1000, enabled=self.settings.batching,
-                    max_in_flight=self.settings.worker_threads,
-                    on_batch=self._metrics.batch_recorder(model.id))
-                model.batcher.start()
-                model.status = "ready"
-                log.info("model %s ready on %s", model.id, model.provider)
-            self._publish_status(model)
-            providers = repository.after_fallback(providers, model)
+        sizes = (1, self.settings.max_batch) if self.settings.batching else (1,)
+        for entry in self.entries.values():
+            try:
+                model = await loop.run_in_executor(
+                    self._executor, lambda: repository.load_model(
+                        entry.folder, providers, ort_threads=self.settings.ort_threads, warm_up_sizes=sizes))
+            except Exception as err:  # noqa: BLE001 - one broken model must not stop the others
+                self._unavailable(entry, err)
+            else:
+                self._serve(entry, model)
+                providers = repository.after_fallback(providers, model)
+            self._publish_status(entry)
         self.loaded.set()
-        ready = [m.id for m in self.models.values() if m.status == "ready"]
-        log.info("%d of %d models ready: %s", len(ready), len(self.models), ", ".join(ready) or "none")
+        ready = [e.id for e in self.entries.values() if e.status == "ready"]
+        log.info("%d of %d models ready: %s", len(ready), len(self.entries), ", ".join(ready) or "none")
+
+    def _serve(self, entry: ModelEntry, model: LoadedModel) -> None:
+        entry.card, entry.model = model.card, model
+        entry.batcher = Batcher(
+            model.classify, self._executor, max_batch=self.settings.max_batch,
+            window_s=self.settings.batch_window_ms / 1000, enabled=self.settings.batching,
+            max_in_flight=self.settings.worker_threads, on_batch=self._metrics.batch_recorder(model.id))
+        entry.batcher.start()
+        entry.status = "ready"
+        log.info("model %s ready on %s", model.id, model.provider)
+
+    def _unavailable(self, entry: ModelEntry, err: Exception) -> None:
+        if isinstance(err, ModelLoadError):
+            entry.card, reason = err.card, str(err)
+        else:  # a bug, not a bad model folder: the log gets the details, the client the gist
+            log.exception("loading %s failed unexpectedly", entry.id, exc_info=err)
+            reason = f"{entry.id}: loading failed ({type(err).__name__}; the server log has details)"
+        entry.status, entry.error = "unavailable", reason
+        log.error("model %s unavailable: %s", entry.id, reason)
 
     async def close(self) -> None:
-        for model in self.models.values():
-            if model.batcher is not None:
-                await model.batcher.stop()
+        for entry in self.entries.values():
+            if entry.batcher is not None:
+                await entry.batcher.stop()
 
-    def get(self, model_id: str) -> ServedModel:
+    def get(self, model_id: str) -> ModelEntry:
         """The model, if known (404 otherwise, naming the known ids)."""
-        model = self.models.get(model_id)
-        if model is None:
-            known = ", ".join(self.models) or "none: the model repository is empty"
+        entry = self.entries.get(model_id)
+        if entry is None:
+            known = ", ".join(self.entries) or "none: the model repository is empty"
             raise UnknownModel(f"no model {model_id!r}; available: {known}")
-        return model
+        return entry
 
-    def serving(self, model_id: str) -> ServedModel:
+    def serving(self, model_id: str) -> Serving:
         """The model, if it can answer now (503 while loading or when unavailable)."""
-        model = self.get(model_id)
-        if model.status == "loading":
+        entry = self.get(model_id)
+        if entry.status == "loading":
             raise ModelUnavailable(f"model {model_id!r} is still loading; retry in a moment")
-        if model.status != "ready" or model.batcher is None:
-            raise ModelUnavailable(f"model {model_id!r} is unavailable: {model.error}")
-        return model
+        if entry.status != "ready" or entry.model is None or entry.batcher is None:
+            raise ModelUnavailable(f"model {model_id!r} is unavailable: {entry.error}")
+        return Serving(entry.model, entry.batcher)
 
     def readiness(self) -> Readiness:
-        by_status = {status: [m.id for m in self.models.values() if m.status == status]
+        by_status = {status: [e.id for e in self.entries.values() if e.status == status]
                      for status in ("ready", "loading", "unavailable")}
         if not self.loaded.is_set():
             status = "loading"
         else:
             status = "ready" if by_status["ready"] else "unavailable"
         return Readiness(status=status, ready=by_status["ready"], loading=by_status["loading"],
-                         unavailable={m.id: m.error or "" for m in self.models.values()
-                                      if m.status == "unavailable"})
+                         unavailable={e.id: e.error or "" for e in self.entries.values()
+                                      if e.status == "unavailable"})
 
-    def _publish_status(self, model: ServedModel) -> None:
-        self._metrics.model_ready.labels(model.id, model.provider or "none").set(
-            1 if model.status == "ready" else 0)
+    def _publish_status(self, entry: ModelEntry) -> None:
+        self._metrics.model_ready.labels(entry.id, entry.provider or "none").set(
+            1 if entry.status == "ready" else 0)

@@ -14,18 +14,19 @@ from concurrent.futures import Executor
 import numpy as np
 
 from service.batching import BatcherStopped
+from service.catalog import Serving
 from service.errors import EmptyBody, ModelUnavailable
 from service.images import open_image
 from service.preprocess import preprocess_image
-from service.repository import ServedModel
 from service.schemas import ClassScore, Prediction, Timings
 
 INLINE_DECODE_PIXELS = 64 * 64
 
 
-async def predict_image(model: ServedModel, data: bytes, top_k: int, *, executor: Executor,
+async def predict_image(serving: Serving, data: bytes, top_k: int, *, executor: Executor,
                         max_pixels: int, started: float) -> Prediction:
     """Classify one encoded image; `started` is when the request reached the handler."""
+    model = serving.model
     if not data:
         raise EmptyBody("the image is empty (0 bytes)")
     decode_start = time.perf_counter()
@@ -36,7 +37,7 @@ async def predict_image(model: ServedModel, data: bytes, top_k: int, *, executor
         x = await asyncio.get_running_loop().run_in_executor(executor, preprocess_image, image, model.spec)
     decode_s = time.perf_counter() - decode_start
     try:
-        probabilities, timing = await model.batcher.submit(x)
+        probabilities, timing = await serving.batcher.submit(x)
     except BatcherStopped as err:
         raise ModelUnavailable(f"model {model.id!r} is shutting down") from err
     scores = top_classes(probabilities, model.card.classes, top_k)

@@ -1,4 +1,9 @@
-"""A decoded image -> the model's input, as the card says: "digit" or "photo", then mean/std.
+"""A decoded image -> the model's input, as the card's preprocessing kind says, then mean/std.
+
+`KINDS` is the one table of kinds: what each decodes to, which inputs it can fill, the
+function that makes the field, and how the web page offers its models. The card's kind is
+checked against it, and /models tells the page the kind's input method, so a new kind is one
+row here (and its test).
 
 Digits follow the procedure MNIST itself used (LeCun et al.): white ink on black, cropped
 to the ink, the longer side scaled to 20 px with anti-aliasing, centred by centre of mass
@@ -8,14 +13,16 @@ the model looking like an MNIST digit. Photos are resized to the input size.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
+from typing import Literal
 
 import numpy as np
 from PIL import Image
 
+from modelrepo.card import Card
 from service.images import load, open_image
-from service.schemas import Card
 
 # MNIST's geometry: the digit's bounding box fits 20x20 inside the 28x28 field.
 DIGIT_BOX_FRACTION = 20 / 28
@@ -32,7 +39,7 @@ MIN_CONTRAST = 0.1
 class InputSpec:
     """What one model expects, read from its card."""
 
-    kind: str  # "digit" or "photo"
+    kind: str  # a key of KINDS
     channels: int
     height: int
     width: int
@@ -47,15 +54,17 @@ class InputSpec:
         prep = card.preprocessing
         spec = cls(kind=prep.kind, channels=channels, height=height, width=width,
                    mean=tuple(prep.mean), std=tuple(prep.std))
-        if spec.kind not in ("digit", "photo"):
-            raise ValueError(f"preprocessing.kind {spec.kind!r} is neither 'digit' nor 'photo'")
-        if channels not in (1, 3) or len(spec.mean) != channels or len(spec.std) != channels:
+        kind = KINDS.get(spec.kind)
+        if kind is None:
+            raise ValueError(f"preprocessing.kind {spec.kind!r} is none of {', '.join(map(repr, KINDS))}")
+        if channels not in kind.channels:
+            raise ValueError(f"{spec.kind!r} preprocessing fills {' or '.join(map(str, kind.channels))}-channel "
+                             f"inputs, not {channels}")
+        if len(spec.mean) != channels or len(spec.std) != channels:
             raise ValueError(f"input has {channels} channels but mean/std have "
                              f"{len(spec.mean)}/{len(spec.std)} values")
         if any(s <= 0 for s in spec.std):
             raise ValueError(f"std {list(spec.std)} must be positive")
-        if spec.kind == "digit" and channels != 1:
-            raise ValueError("digit preprocessing needs a 1-channel input")
         return spec
 
     @cached_property
@@ -73,11 +82,7 @@ def preprocess(data: bytes, spec: InputSpec, max_pixels: int) -> np.ndarray:
 def preprocess_image(opened: Image.Image, spec: InputSpec) -> np.ndarray:
     """An image from `images.open_image` -> float32 C×H×W, normalised with the card's mean/std."""
     image = load(opened, mode="L" if spec.channels == 1 else "RGB")
-    if spec.kind == "digit":
-        field = digit_field(np.asarray(image), spec.height, spec.width)
-    else:
-        field = photo_field(image, spec.height, spec.width)
-    return normalise(field, spec)
+    return normalise(KINDS[spec.kind].field(image, spec.height, spec.width), spec)
 
 
 def normalise(pixels: np.ndarray, spec: InputSpec) -> np.ndarray:
@@ -159,3 +164,24 @@ def _centre_by_mass(digit: np.ndarray, height: int, width: int) -> np.ndarray:
     if y1 > y0 and x1 > x0:
         field[y0:y1, x0:x1] = digit[y0 - top:y1 - top, x0 - left:x1 - left]
     return field
+
+
+def _digit_field_of(image: Image.Image, height: int, width: int) -> np.ndarray:
+    return digit_field(np.asarray(image), height, width)
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One way of turning an uploaded image into a model's input."""
+
+    field: Callable[[Image.Image, int, int], np.ndarray]  # decoded image, H, W -> 8-bit field
+    channels: tuple[int, ...]  # input channel counts it can fill (1: greyscale "L", 3: "RGB")
+    input_method: Literal["draw", "upload"]  # how the web page asks for an image
+
+
+KINDS: dict[str, Kind] = {
+    # MNIST's own procedure: a digit drawn on the page, or a photo of one on paper.
+    "digit": Kind(_digit_field_of, channels=(1,), input_method="draw"),
+    # A photo resized to the input: CIFAR-10's 32x32 colour images.
+    "photo": Kind(photo_field, channels=(1, 3), input_method="upload"),
+}

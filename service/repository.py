@@ -1,9 +1,10 @@
-"""The model repository (`models/`, see docs/model-repository.md) as the service holds it.
+"""Loading one model of the repository (`models/<id>/`, see docs/model-repository.md).
 
-Each `models/<id>/` becomes a `ServedModel`: its card, read and checked; its ONNX file,
-checked against the card's sha256; an ONNX Runtime session on the first provider that
-starts, warmed up. A model that fails any step is `unavailable`, with the reason, and
-the others serve.
+`load_model` reads and checks the card, checks the ONNX file against the card's sha256,
+opens an ONNX Runtime session on the first provider that starts, reads back where it really
+runs, and warms it up. It returns an immutable `LoadedModel` or raises `ModelLoadError` with
+the reason (in words a client may read: the model id and what is wrong, never a server path).
+What the service does with either is the catalog's business.
 """
 
 from __future__ import annotations
@@ -14,42 +15,37 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-import msgspec
 import numpy as np
 import onnxruntime as ort
 from PIL import Image
 
-from service.batching import Batcher
+from modelrepo.card import Card, CardError, read_card
+from modelrepo.layout import MODEL_FILE
+from modelrepo.numerics import softmax
+from modelrepo.providers import CPU, CUDA
 from service.preprocess import InputSpec, preprocess
-from service.schemas import Card, ModelStatus
-from service.settings import Settings
 
 log = logging.getLogger("service.repository")
 
-CARD_FILE = "card.json"
-MODEL_FILE = Path("1") / "model.onnx"
-CUDA = "CUDAExecutionProvider"
-CPU = "CPUExecutionProvider"
-
 
 class ModelLoadError(Exception):
-    """One model cannot be served; the message says why."""
+    """One model cannot be served; the message says why. `card` is set if it was readable."""
+
+    def __init__(self, reason: str, card: Card | None = None) -> None:
+        super().__init__(reason)
+        self.card = card
 
 
-@dataclass
-class ServedModel:
+@dataclass(frozen=True)
+class LoadedModel:
     id: str
-    folder: Path
-    status: ModelStatus = "loading"
-    error: str | None = None
-    card: Card | None = None
-    spec: InputSpec | None = None
-    session: ort.InferenceSession | None = None
-    provider: str | None = None
-    batcher: Batcher | None = None
+    card: Card
+    spec: InputSpec
+    session: ort.InferenceSession
+    provider: str  # where the session really runs, as ONNX Runtime reports it
 
     def infer(self, images: np.ndarray) -> np.ndarray:
-        """N×C×H×W normalised float32 -> N×K logits (runs in a worker thread; loaded models only)."""
+        """N×C×H×W normalised float32 -> N×K logits (runs in a worker thread)."""
         return self.session.run([self.card.output.name], {self.card.input.name: images})[0]
 
     def classify(self, images: np.ndarray) -> np.ndarray:
@@ -57,59 +53,35 @@ class ServedModel:
         return softmax(self.infer(images))
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """N×K logits -> N×K probabilities (float64), computed stably."""
-    exp = np.exp(logits.astype(np.float64) - logits.max(axis=1, keepdims=True))
-    return exp / exp.sum(axis=1, keepdims=True)
-
-
-def discover(repository: Path) -> list[ServedModel]:
-    """One entry per model folder; hidden folders (an export in progress) are skipped."""
-    if not repository.is_dir():
-        log.warning("model repository %s does not exist: no models to serve", repository)
-        return []
-    return [ServedModel(id=folder.name, folder=folder) for folder in sorted(repository.iterdir())
-            if folder.is_dir() and not folder.name.startswith(".")]
-
-
-def read_card(folder: Path) -> Card:
-    """card.json, type-checked, with everything serving needs present and consistent."""
-    path = folder / CARD_FILE
+def load_model(folder: Path, providers: tuple[str, ...], *, ort_threads: int = 0,
+               warm_up_sizes: tuple[int, ...] = (1,)) -> LoadedModel:
+    """Card, checksum, session, warm-up (blocking: call it in a worker thread)."""
+    model_id = folder.name
     try:
-        card = msgspec.json.decode(path.read_bytes(), type=Card)
-    except FileNotFoundError:
-        raise ModelLoadError(f"{path} is missing") from None
-    except (OSError, msgspec.DecodeError, msgspec.ValidationError) as err:
-        raise ModelLoadError(f"{path} is not a valid card: {err}") from None
-    missing = [name for name in ("classes", "input", "output", "preprocessing", "onnx_sha256")
-               if getattr(card, name) is None]
-    if missing:
-        raise ModelLoadError(f"{path} lacks {', '.join(missing)}")
-    if card.id != folder.name:
-        raise ModelLoadError(f"{path} says id {card.id!r} but sits in folder {folder.name!r}")
-    if card.output.shape != [len(card.classes)]:
-        raise ModelLoadError(f"{path}: output shape {card.output.shape} does not match "
-                             f"{len(card.classes)} classes")
-    return card
-
-
-def input_spec(card: Card) -> InputSpec:
+        card = read_card(folder)
+    except CardError as err:
+        raise ModelLoadError(f"{model_id}: {err}") from None
     try:
-        return InputSpec.from_card(card)
-    except (ValueError, TypeError) as err:
-        raise ModelLoadError(f"{card.id}: unusable input/preprocessing in the card: {err}") from None
+        spec = InputSpec.from_card(card)
+        session = open_session(verified_onnx(folder, card), card, providers, ort_threads)
+        model = LoadedModel(model_id, card, spec, session, session.get_providers()[0])
+        warm_up(model, warm_up_sizes)
+    except ModelLoadError as err:
+        raise ModelLoadError(str(err), card) from None
+    except (ValueError, TypeError) as err:  # InputSpec.from_card
+        raise ModelLoadError(f"{model_id}: unusable input/preprocessing in the card: {err}", card) from None
+    return model
 
 
 def verified_onnx(folder: Path, card: Card) -> bytes:
     """The ONNX file's bytes, refused unless their sha256 is the card's."""
-    path = folder / MODEL_FILE
     try:
-        blob = path.read_bytes()
+        blob = (folder / MODEL_FILE).read_bytes()
     except OSError as err:
-        raise ModelLoadError(f"{path} cannot be read: {err}") from None
+        raise ModelLoadError(f"{card.id}: {MODEL_FILE.as_posix()} cannot be read ({err.strerror})") from None
     digest = hashlib.sha256(blob).hexdigest()
     if digest != card.onnx_sha256:
-        raise ModelLoadError(f"{path} has sha256 {digest[:12]}..., the card says "
+        raise ModelLoadError(f"{card.id}: {MODEL_FILE.as_posix()} has sha256 {digest[:12]}..., the card says "
                              f"{card.onnx_sha256[:12]}...: the file is damaged or not the one exported")
     return blob
 
@@ -126,7 +98,8 @@ def open_session(blob: bytes, card: Card, providers: tuple[str, ...], ort_thread
     try:
         session = ort.InferenceSession(blob, options, providers=usable)
     except Exception as err:  # noqa: BLE001 - ORT raises its own hierarchy for bad graphs
-        raise ModelLoadError(f"{card.id}: ONNX Runtime cannot load the model: {err}") from None
+        log.error("%s: ONNX Runtime cannot load the model: %r", card.id, err)
+        raise ModelLoadError(f"{card.id}: ONNX Runtime cannot load the model (the server log has details)") from None
     inputs, outputs = session.get_inputs(), session.get_outputs()
     if [i.name for i in inputs] != [card.input.name] or card.output.name not in [o.name for o in outputs]:
         raise ModelLoadError(f"{card.id}: the graph's input/output names {[i.name for i in inputs]}/"
@@ -138,7 +111,7 @@ def open_session(blob: bytes, card: Card, providers: tuple[str, ...], ort_thread
     return session
 
 
-def warm_up(model: ServedModel, sizes: tuple[int, ...]) -> None:
+def warm_up(model: LoadedModel, sizes: tuple[int, ...]) -> None:
     """Preprocess a blank PNG and run zero batches of each size once, so the first requests
     pay neither for Pillow's plugin loading nor for ONNX Runtime's allocations."""
     blank = io.BytesIO()
@@ -151,22 +124,6 @@ def warm_up(model: ServedModel, sizes: tuple[int, ...]) -> None:
                                  f"(finite: {bool(np.isfinite(logits).all())})")
 
 
-def load(model: ServedModel, settings: Settings, providers: tuple[str, ...]) -> None:
-    """Card, checksum, session, warm-up (in a worker thread). On failure the model is marked
-    unavailable; on success it keeps status "loading" until the app gives it a batcher."""
-    try:
-        model.card = read_card(model.folder)
-        model.spec = input_spec(model.card)
-        blob = verified_onnx(model.folder, model.card)
-        model.session = open_session(blob, model.card, providers, settings.ort_threads)
-        model.provider = model.session.get_providers()[0]
-        warm_up(model, (1, settings.max_batch) if settings.batching else (1,))
-    except Exception as err:  # noqa: BLE001 - one broken model must not stop the others
-        reason = str(err) if isinstance(err, ModelLoadError) else f"{model.id}: {type(err).__name__}: {err}"
-        model.status, model.error, model.session = "unavailable", reason, None
-        log.error("model %s unavailable: %s", model.id, reason)
-
-
 def preload_cuda(providers: tuple[str, ...]) -> None:
     """Let ONNX Runtime find CUDA/cuDNN libraries installed as Python packages, if any."""
     if CUDA in providers and hasattr(ort, "preload_dlls"):
@@ -176,10 +133,10 @@ def preload_cuda(providers: tuple[str, ...]) -> None:
             log.info("no CUDA libraries to preload (%s)", err)
 
 
-def after_fallback(providers: tuple[str, ...], model: ServedModel) -> tuple[str, ...]:
+def after_fallback(providers: tuple[str, ...], model: LoadedModel) -> tuple[str, ...]:
     """Once one session has fallen back from CUDA, the next ones need not try it again
     (each try prints ONNX Runtime's own error)."""
-    if model.provider and providers[0] == CUDA and model.provider != CUDA:
+    if providers[0] == CUDA and model.provider != CUDA:
         if CUDA in ort.get_available_providers():
             log.warning("asked for %s, but ONNX Runtime runs %s on %s (no GPU or no CUDA "
                         "libraries?): serving on the CPU", CUDA, model.id, model.provider)

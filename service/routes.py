@@ -23,7 +23,9 @@ from service.errors import (ClientDisconnected, EmptyBody, ErrorBody, MissingFil
                             UnsupportedMediaType)
 from service.metrics import UNKNOWN_MODEL, Metrics
 from service.predict import predict_image
-from service.schemas import BatchItem, BatchPrediction, Liveness, ModelCard, ModelList, ModelSummary, Prediction, Readiness
+from service.preprocess import KINDS
+from service.schemas import (BatchItem, BatchPrediction, Liveness, ModelCard, ModelList, ModelState, ModelSummary,
+                             Prediction, Readiness)
 from service.settings import Settings
 
 RAW_BODY_HINT = ("send the image as the multipart field 'file' (curl -F file=@digit.png) or as the raw body "
@@ -62,9 +64,9 @@ async def predict(request: Request, model: str, top_k: TopK = 3) -> Prediction:
     started = time.perf_counter()
     state = _state(request)
     with _tracked(state, model, "predict"):
-        served = state.catalog.serving(model)
+        serving = state.catalog.serving(model)
         data = await _single_image(request)
-        return await predict_image(served, data, top_k, executor=state.executor,
+        return await predict_image(serving, data, top_k, executor=state.executor,
                                    max_pixels=state.settings.max_image_pixels, started=started)
 
 
@@ -76,39 +78,42 @@ async def predict_batch(request: Request, model: str, top_k: TopK = 3) -> BatchP
     started = time.perf_counter()
     state = _state(request)
     with _tracked(state, model, "batch"):
-        served = state.catalog.serving(model)
+        serving = state.catalog.serving(model)
         images = await _multipart_images(request, state.settings.max_batch_images)
 
         async def one(data: bytes) -> BatchItem:
             try:
                 return BatchItem.of(await predict_image(
-                    served, data, top_k, executor=state.executor,
+                    serving, data, top_k, executor=state.executor,
                     max_pixels=state.settings.max_image_pixels, started=started))
             except ServiceError as err:
-                state.metrics.errors.labels(served.id, err.code).inc()
+                state.metrics.errors.labels(serving.model.id, err.code).inc()
                 return BatchItem.of(err.body())
-        return BatchPrediction(model=served.id, results=list(await asyncio.gather(*map(one, images))))
+        return BatchPrediction(model=serving.model.id, results=list(await asyncio.gather(*map(one, images))))
 
 
 @get("/models", summary="Every model in the repository, with its status")
 async def list_models(request: Request) -> ModelList:
     summaries = []
-    for served in _state(request).catalog.models.values():
-        card = served.card
+    for entry in _state(request).catalog.entries.values():
+        card = entry.card
+        kind = KINDS.get(card.preprocessing.kind) if card else None
         summaries.append(ModelSummary(
-            id=served.id, arch=card and card.arch, dataset=card and card.dataset,
+            id=entry.id, arch=card and card.arch, dataset=card and card.dataset,
             classes=card and card.classes, preprocessing=card and card.preprocessing,
-            test_accuracy=card and card.test_accuracy, provider=served.provider,
-            status=served.status, error=served.error))
+            input_method=kind and kind.input_method, precision=card and card.precision,
+            test_accuracy=card and card.test_accuracy, provider=entry.provider,
+            status=entry.status, error=entry.error))
     return ModelList(models=summaries)
 
 
 @get("/models/{model:str}", responses={404: _ERRORS[404]}, summary="One model's card, with its status")
-async def model_card(request: Request, model: str) -> ModelCard:
-    served = _state(request).catalog.get(model)
-    fields = msgspec.structs.asdict(served.card) if served.card else {}
-    fields["id"] = served.id
-    return ModelCard(**fields, status=served.status, error=served.error, provider=served.provider)
+async def model_card(request: Request, model: str) -> ModelCard | ModelState:
+    entry = _state(request).catalog.get(model)
+    if entry.card is None:
+        return ModelState(id=entry.id, status=entry.status, error=entry.error, provider=entry.provider)
+    return ModelCard(**msgspec.structs.asdict(entry.card), status=entry.status, error=entry.error,
+                     provider=entry.provider)
 
 
 @get("/health/live", summary="The process answers")
@@ -174,7 +179,7 @@ async def _multipart_images(request: Request, limit: int) -> list[bytes]:
 @contextmanager
 def _tracked(state: ServiceState, model: str, endpoint: str) -> Iterator[None]:
     """Count the request, its status and latency, and any error, under the model's id."""
-    label = model if model in state.catalog.models else UNKNOWN_MODEL
+    label = model if model in state.catalog.entries else UNKNOWN_MODEL
     start, status = time.perf_counter(), 200
     try:
         yield

@@ -1,15 +1,16 @@
 """The API's shapes as msgspec Structs: what the handlers return and what /schema shows.
 
-`Card` is also how card.json is read: msgspec checks its types on load, and a card that does
-not fit makes its model unavailable with the reason, instead of failing a request later.
+The model card itself is the repository's contract (`modelrepo.card.Card`); the answers that
+carry it extend it here.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 import msgspec
 
+from modelrepo.card import Card, Preprocessing
 from service.errors import ErrorBody
 
 ModelStatus = Literal["loading", "ready", "unavailable"]
@@ -67,49 +68,18 @@ class BatchPrediction(msgspec.Struct):
     results: list[BatchItem]
 
 
-class Preprocessing(msgspec.Struct):
-    kind: Literal["digit", "photo"]
-    mean: list[float]
-    std: list[float]
+class ModelCard(Card, kw_only=True):
+    """GET /models/{model} for a model whose card could be read: the card, plus its status."""
+
+    status: ModelStatus
+    error: str | None = None
+    provider: str | None = None
 
 
-class ModelInput(msgspec.Struct):
-    name: str
-    shape: list[int]  # C, H, W (the batch axis is left out)
-    dtype: Literal["float32"]
-    layout: Literal["NCHW"]
-
-
-class ModelOutput(msgspec.Struct):
-    name: str
-    shape: list[int]  # number of classes
-
-
-class Card(msgspec.Struct, kw_only=True):
-    """card.json as docs/model-repository.md defines it. Fields the service cannot serve
-    without (classes, input, output, preprocessing, onnx_sha256) are checked on load."""
+class ModelState(msgspec.Struct):
+    """GET /models/{model} for a model whose card could not be read: why it does not serve."""
 
     id: str
-    arch: str | None = None
-    dataset: str | None = None
-    description: str | None = None
-    classes: list[str] | None = None
-    input: ModelInput | None = None
-    output: ModelOutput | None = None
-    preprocessing: Preprocessing | None = None
-    test_accuracy: float | None = None
-    onnx_sha256: str | None = None
-    onnx_bytes: int | None = None
-    weights_sha256: str | None = None
-    parity: dict[str, Any] | None = None
-    training: dict[str, Any] | None = None
-    exporter: dict[str, Any] | None = None
-    exported: str | None = None
-
-
-class ModelCard(Card, kw_only=True):
-    """GET /models/{model}: the card (fields null where it could not be read) plus status."""
-
     status: ModelStatus
     error: str | None = None
     provider: str | None = None
@@ -121,6 +91,8 @@ class ModelSummary(msgspec.Struct):
     dataset: str | None
     classes: list[str] | None
     preprocessing: Preprocessing | None
+    input_method: Literal["draw", "upload"] | None  # how the web page asks for an image
+    precision: Literal["fp32", "int8"] | None  # what the graph computes in
     test_accuracy: float | None
     provider: str | None
     status: ModelStatus

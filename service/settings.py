@@ -12,14 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-PREFIX = "CNNZOO_"
+from modelrepo.providers import CPU, CUDA, provider_names
 
-# Short names accepted in CNNZOO_PROVIDERS; full ONNX Runtime names are accepted as they are.
-PROVIDER_ALIASES = {
-    "tensorrt": "TensorrtExecutionProvider",
-    "cuda": "CUDAExecutionProvider",
-    "cpu": "CPUExecutionProvider",
-}
+PREFIX = "CNNZOO_"
 
 
 class SettingsError(ValueError):
@@ -31,7 +26,7 @@ class Settings:
     model_repository: Path = Path("models")
     # Preference order; ONNX Runtime falls back along it, and the provider really used is
     # read back from each session.
-    providers: tuple[str, ...] = ("CUDAExecutionProvider", "CPUExecutionProvider")
+    providers: tuple[str, ...] = (CUDA, CPU)
     max_upload_bytes: int = 10 * 1024 * 1024  # one request body (a batch request: all its images)
     max_image_pixels: int = 40_000_000  # width x height, checked before decoding (bombs)
     max_batch_images: int = 64  # images in one POST /predict/{model}/batch
@@ -74,12 +69,6 @@ class Settings:
         return cls(**values)
 
 
-def parse_providers(raw: str) -> tuple[str, ...]:
-    """`cuda,cpu` -> ("CUDAExecutionProvider", "CPUExecutionProvider")."""
-    names = [part.strip() for part in raw.split(",") if part.strip()]
-    return tuple(PROVIDER_ALIASES.get(name.lower(), name) for name in names)
-
-
 def _parse(key: str, raw: str, default: object) -> object:
     try:
         if isinstance(default, bool):
@@ -91,7 +80,7 @@ def _parse(key: str, raw: str, default: object) -> object:
         if isinstance(default, Path):
             return Path(raw)
         if isinstance(default, tuple):
-            return parse_providers(raw)
+            return provider_names(raw)
         return raw
     except ValueError as err:
         raise SettingsError(f"{key}={raw!r}: {err}") from None

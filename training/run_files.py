@@ -96,7 +96,7 @@ def git_commit() -> str | None:
 
 
 def plot_curves(run_dir: Path, metrics: dict) -> None:
-    """Accuracy and loss per epoch, train and test, as the seed notes plot them."""
+    """Accuracy and loss per epoch, train and test, the two panels of the usual training plot."""
     import matplotlib
 
     matplotlib.use("Agg")

@@ -1,10 +1,11 @@
-// The model pickers, filled from GET /models. A model's kind is its card's preprocessing kind:
-// "digit" (MNIST models) or "photo" (CIFAR-10 models). Models still loading or unavailable are
-// listed but cannot be picked.
+// The model pickers, filled from GET /models. Which panel offers a model follows its
+// `input_method` (the service's table of preprocessing kinds decides it): "draw" models go to
+// the drawing pad, "upload" models to the photo panel. Models still loading or unavailable
+// are listed but cannot be picked.
 
 import { percent } from "./results.js";
 
-export const kindOf = (model) => model.preprocessing?.kind ?? null;
+export const kindOf = (model) => ({ draw: "digit", upload: "photo" })[model.input_method] ?? null;
 
 export function describeOption(model) {
   const accuracy = model.test_accuracy == null ? "accuracy unknown" : percent(model.test_accuracy);

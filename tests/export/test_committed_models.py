@@ -15,7 +15,8 @@ import onnxruntime as ort
 import pytest
 
 from export.onnx_export import read_metadata, sha256_file
-from export.publish import MODEL_FILE, read_card
+from modelrepo.card import metadata_dict, read_card
+from modelrepo.layout import MODEL_FILE
 from training.datasets import DATASETS
 from training.recipes import TRAIN_ALL, model_id
 
@@ -59,40 +60,39 @@ def test_committed_onnx_fits_the_git_budget():
 def test_onnx_file_is_the_one_its_card_describes(folder):
     card = read_card(folder)
     onnx_path = folder / MODEL_FILE
-    assert sha256_file(onnx_path) == card["onnx_sha256"]
-    assert onnx_path.stat().st_size == card["onnx_bytes"]
-    assert read_metadata(onnx_path) == {k: v for k, v in card.items()
-                                        if k not in ("parity", "onnx_sha256", "onnx_bytes")}
-    spec = DATASETS[card["dataset"]]
-    assert card["classes"] == list(spec.classes)
-    assert card["preprocessing"] == {"kind": spec.preprocessing, "mean": list(spec.mean), "std": list(spec.std)}
+    assert sha256_file(onnx_path) == card.onnx_sha256
+    assert onnx_path.stat().st_size == card.onnx_bytes
+    assert read_metadata(onnx_path) == metadata_dict(card)
+    spec = DATASETS[card.dataset]
+    assert card.classes == list(spec.classes)
+    assert (card.preprocessing.kind, card.preprocessing.mean, card.preprocessing.std) == (
+        spec.preprocessing, list(spec.mean), list(spec.std))
 
 
 @pytest.mark.parametrize("folder", COMMITTED, ids=lambda p: p.name)
 def test_card_carries_a_passed_parity_gate_on_the_full_test_set(folder):
     card = read_card(folder)
-    parity = card["parity"]
-    assert parity["passed"] and parity["images"] == FULL_TEST_SET
-    cpu = next(p for p in parity["providers"] if p["provider"] == "CPUExecutionProvider")
-    assert cpu["max_abs_logit_diff"] <= 1e-4 and cpu["argmax_agreement"] == 1.0
+    parity = card.parity
+    assert parity.passed and parity.images == FULL_TEST_SET
+    cpu = next(p for p in parity.providers if p.provider == "CPUExecutionProvider")
+    assert cpu.max_abs_logit_diff <= 1e-4 and cpu.argmax_agreement == 1.0
     # The exported graph reproduces the accuracy the training run measured on the same 10,000 images.
-    assert cpu["onnx_accuracy"] == pytest.approx(card["test_accuracy"], abs=0.005)
+    assert cpu.onnx_accuracy == pytest.approx(card.test_accuracy, abs=0.005)
 
 
 @pytest.mark.parametrize("folder", COMMITTED, ids=lambda p: p.name)
 def test_reaches_its_claimed_accuracy_on_real_fixture_images(folder, fixture_test_split):
     card = read_card(folder)
-    split = fixture_test_split(card["dataset"])
-    pre = card["preprocessing"]
-    mean = np.array(pre["mean"], np.float32).reshape(1, -1, 1, 1)
-    std = np.array(pre["std"], np.float32).reshape(1, -1, 1, 1)
+    split = fixture_test_split(card.dataset)
+    mean = np.array(card.preprocessing.mean, np.float32).reshape(1, -1, 1, 1)
+    std = np.array(card.preprocessing.std, np.float32).reshape(1, -1, 1, 1)
     x = ((split.images.numpy().astype(np.float32) / 255.0 - mean) / std).astype(np.float32)
     session = ort.InferenceSession(str(folder / MODEL_FILE), providers=["CPUExecutionProvider"])
     logits = np.concatenate([session.run(["logits"], {"image": x[i:i + 100]})[0] for i in range(0, len(x), 100)])
     accuracy = float((logits.argmax(1) == split.labels.numpy()).mean())
-    claimed = card["test_accuracy"]
+    claimed = card.test_accuracy
     # 500 images estimate the claim to within a binomial standard error; allow three of them.
     margin = 3 * math.sqrt(claimed * (1 - claimed) / len(x))
     assert accuracy >= claimed - margin, f"{accuracy:.4f} on the fixture vs {claimed:.4f} claimed"
-    if card["dataset"] == "mnist":
+    if card.dataset == "mnist":
         assert accuracy >= 0.97

@@ -9,7 +9,8 @@ from __future__ import annotations
 import pytest
 
 from export.parity import CPU
-from export.publish import publish_run, read_card
+from export.publish import publish_run
+from modelrepo.card import read_card
 from training.recipes import TRAIN_ALL
 from training.registry import architectures
 
@@ -27,7 +28,7 @@ def cases() -> list[tuple[str, str]]:
 def test_exports_and_passes_parity(make_run, tmp_path, fixtures_dir, arch, dataset):
     folder = publish_run(make_run(arch, dataset), tmp_path / "models", data_dir=fixtures_dir,
                          parity_limit=IMAGES, providers=[CPU], progress=False)
-    parity = read_card(folder)["parity"]
-    (cpu,) = parity["providers"]
-    assert parity["passed"] and parity["images"] == IMAGES
-    assert cpu["max_abs_logit_diff"] <= 1e-4 and cpu["argmax_agreement"] == 1.0
+    parity = read_card(folder).parity
+    (cpu,) = parity.providers
+    assert parity.passed and parity.images == IMAGES
+    assert cpu.max_abs_logit_diff <= 1e-4 and cpu.argmax_agreement == 1.0

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 
+import msgspec
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 
@@ -13,20 +15,16 @@ from export.__main__ import main
 from export.errors import ParityGateFailed, RunNotReady
 from export.onnx_export import read_metadata, sha256_file
 from export.parity import CPU
-from export.publish import publish_run, read_card
+from export.publish import publish_run
+from modelrepo.card import ModelInput, ModelOutput, Preprocessing, metadata_dict, read_card, write_card
 from training import run_files
 from training.batches import normalise
 from training.datasets import DATASETS, DatasetNotFound
+from training.registry import architectures
 
 from onnx_tampering import tampering  # tests/export/onnx_tampering.py
 
 LIMIT = 32
-CONTRACT_KEYS = {  # docs/model-repository.md
-    "id", "arch", "dataset", "classes", "input", "output", "preprocessing", "test_accuracy",
-    "onnx_sha256", "onnx_bytes", "weights_sha256", "parity", "training", "exporter", "exported",
-}
-
-
 @pytest.fixture
 def repo(tmp_path):
     return tmp_path / "models"
@@ -57,29 +55,29 @@ def test_card_holds_the_contract_and_matches_the_files(make_run, repo):
     run_dir = make_run("cnn", "mnist", test_accuracy=0.9912, epochs_done=12, wall_seconds=95.0,
                        device="cpu (x86_64, 2 threads)", complete=True)
     folder = publish_fixture(run_dir, repo)
-    card = read_card(folder)
+    card = read_card(folder)  # decoding it as the repository's Card type-checks every field
     spec = DATASETS["mnist"]
-    assert CONTRACT_KEYS <= card.keys()
-    assert (card["id"], card["arch"], card["dataset"]) == ("cnn-mnist", "cnn", "mnist")
-    assert card["classes"] == list(spec.classes)
-    assert card["input"] == {"name": "image", "shape": [1, 28, 28], "dtype": "float32", "layout": "NCHW"}
-    assert card["output"] == {"name": "logits", "shape": [10]}
-    assert card["preprocessing"] == {"kind": "digit", "mean": list(spec.mean), "std": list(spec.std)}
-    assert card["test_accuracy"] == 0.9912
-    assert card["training"]["epochs"] == 12 and card["training"]["wall_seconds"] == 95.0
-    assert card["training"]["device"] == "cpu (x86_64, 2 threads)"
-    assert card["onnx_sha256"] == sha256_file(folder / "1" / "model.onnx")
-    assert card["onnx_bytes"] == (folder / "1" / "model.onnx").stat().st_size
-    assert card["weights_sha256"] == sha256_file(run_dir / run_files.WEIGHTS)
-    assert card["parity"]["passed"] and card["parity"]["images"] == LIMIT
-    assert card["exporter"]["opset"] == 20
+    assert (card.id, card.arch, card.dataset) == ("cnn-mnist", "cnn", "mnist")
+    assert card.classes == list(spec.classes)
+    assert card.input == ModelInput(name="image", shape=[1, 28, 28], dtype="float32", layout="NCHW")
+    assert card.output == ModelOutput(name="logits", shape=[10])
+    assert card.preprocessing == Preprocessing(kind="digit", mean=list(spec.mean), std=list(spec.std))
+    assert (card.precision, card.test_time_augmentation) == ("fp32", "none")
+    assert card.test_accuracy == 0.9912
+    assert card.training.epochs == 12 and card.training.wall_seconds == 95.0
+    assert card.training.device == "cpu (x86_64, 2 threads)"
+    assert card.onnx_sha256 == sha256_file(folder / "1" / "model.onnx")
+    assert card.onnx_bytes == (folder / "1" / "model.onnx").stat().st_size
+    assert card.weights_sha256 == sha256_file(run_dir / run_files.WEIGHTS)
+    assert card.parity.passed and card.parity.images == LIMIT
+    assert card.exporter["opset"] == 20 and card.quantization is None
 
 
 def test_onnx_metadata_is_the_card_without_what_only_exists_after_export(make_run, repo):
     folder = publish_fixture(make_run("preact-residual", "mnist"), repo)
-    card = read_card(folder)
     embedded = read_metadata(folder / "1" / "model.onnx")
-    assert embedded == {k: v for k, v in card.items() if k not in ("parity", "onnx_sha256", "onnx_bytes")}
+    assert embedded == metadata_dict(read_card(folder))
+    assert {"parity", "onnx_sha256"}.isdisjoint(embedded) and embedded["id"] == "preact-residual-mnist"
 
 
 def test_published_model_serves_the_runs_predictions(make_run, repo, fixture_test_split):
@@ -106,11 +104,11 @@ def test_tampered_model_fails_the_gate_and_publishes_nothing(make_run, repo, tam
 def test_a_failed_republish_keeps_the_published_model(make_run, repo, monkeypatch):
     run_dir = make_run("lenet5", "mnist")
     folder = publish_fixture(run_dir, repo)
-    before = read_card(folder)["onnx_sha256"]
+    before = read_card(folder).onnx_sha256
     monkeypatch.setattr(publish, "export_onnx", tampering(publish.export_onnx))
     with pytest.raises(ParityGateFailed):
         publish_fixture(run_dir, repo)
-    assert read_card(folder)["onnx_sha256"] == before == sha256_file(folder / "1" / "model.onnx")
+    assert read_card(folder).onnx_sha256 == before == sha256_file(folder / "1" / "model.onnx")
     assert sorted(p.name for p in repo.iterdir()) == ["lenet5-mnist"]
 
 
@@ -120,7 +118,7 @@ def test_republishing_replaces_the_folder(make_run, repo):
     metrics = run_files.read_metrics(run_dir)
     run_files.write_metrics(run_dir, {**metrics, "test_accuracy": 0.75})
     folder = publish_fixture(run_dir, repo)
-    assert read_card(folder)["test_accuracy"] == 0.75
+    assert read_card(folder).test_accuracy == 0.75
     assert sorted(p.name for p in repo.iterdir()) == ["cnn-mnist"]
 
 
@@ -214,7 +212,23 @@ def test_cli_report_tabulates_every_published_models_parity(make_run, repo, caps
     assert main(["--models", str(repo), "report"]) == 0
     header, _, row = capsys.readouterr().out.strip().splitlines()
     cells = [c.strip() for c in row.strip("|").split("|")]
-    parity = read_card(folder)["parity"]
+    parity = read_card(folder).parity
     assert "max abs logit diff" in header
     assert cells[:3] == ["cnn-mnist", str(LIMIT), "CPUExecutionProvider"]
-    assert float(cells[3]) == pytest.approx(parity["providers"][0]["max_abs_logit_diff"], rel=0.01)
+    assert float(cells[3]) == pytest.approx(parity.providers[0].max_abs_logit_diff, rel=0.01)
+
+
+def test_redescribe_changes_the_words_and_never_the_graph(make_run, repo):
+    folder = publish_fixture(make_run("cnn", "mnist"), repo)
+    onnx_path = folder / "1" / "model.onnx"
+    graph_before = onnx.load(str(onnx_path)).graph.SerializeToString()
+    card = read_card(folder)
+    write_card(folder, msgspec.structs.replace(card, description="an outdated description"))
+
+    card = publish.redescribe(folder)
+    arch = architectures()["cnn"]
+    assert card.description == f"{arch.summary} [{arch.paper}]" == read_card(folder).description
+    assert onnx.load(str(onnx_path)).graph.SerializeToString() == graph_before
+    assert read_metadata(onnx_path) == metadata_dict(read_card(folder))
+    assert read_card(folder).onnx_sha256 == sha256_file(onnx_path)
+    assert sorted(p.name for p in repo.iterdir()) == ["cnn-mnist"], "no staging folder is left behind"

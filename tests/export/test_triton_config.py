@@ -8,7 +8,8 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-from export.publish import CONFIG_FILE, read_card
+from modelrepo.card import read_card
+from modelrepo.layout import CONFIG_FILE
 from export.triton import MAX_BATCH_SIZE, config_pbtxt, labels_txt
 from training.datasets import DATASETS
 
@@ -55,8 +56,8 @@ def test_labels_file_has_one_class_per_line():
 def test_every_published_config_parses_and_matches_its_card(folder):
     config = parse((folder / CONFIG_FILE).read_text())
     card = read_card(folder)
-    assert config.name == folder.name == card["id"]
-    assert list(config.input[0].dims) == card["input"]["shape"]
-    assert list(config.output[0].dims) == card["output"]["shape"]
-    assert (folder / config.output[0].label_filename).read_text().splitlines() == card["classes"]
+    assert config.name == folder.name == card.id
+    assert list(config.input[0].dims) == card.input.shape
+    assert list(config.output[0].dims) == card.output.shape
+    assert (folder / config.output[0].label_filename).read_text().splitlines() == card.classes
     assert (folder / "1" / "model.onnx").is_file()  # Triton's version folder, "1"

@@ -14,22 +14,18 @@ from fixture_images import encode, mnist_test
 from service import repository
 from service.batching import Batcher, BatcherStopped
 from service.preprocess import preprocess
-from service.settings import Settings
+from modelrepo.providers import CPU
 
 pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture(scope="module")
-def model(random_repo: Path) -> repository.ServedModel:
-    settings = Settings(providers=("CPUExecutionProvider",))
-    served = repository.ServedModel(id="cnn-mnist", folder=random_repo / "cnn-mnist")
-    repository.load(served, settings, settings.providers)
-    assert served.session is not None, served.error
-    return served
+def model(random_repo: Path) -> repository.LoadedModel:
+    return repository.load_model(random_repo / "cnn-mnist", (CPU,))
 
 
 @pytest.fixture(scope="module")
-def digits(model: repository.ServedModel) -> np.ndarray:
+def digits(model: repository.LoadedModel) -> np.ndarray:
     """64 real MNIST test digits, through the real PNG encoding and preprocessing."""
     return np.stack([preprocess(encode(x), model.spec, 10**8) for x in mnist_test()[0][:64]])
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from modelrepo.layout import model_folders
 from service import repository
 from service.settings import Settings
 
@@ -16,10 +17,17 @@ SETTINGS = Settings(providers=("CPUExecutionProvider",), max_batch=4)
 NCHW = {"dtype": "float32", "layout": "NCHW"}
 
 
-def load(folder: Path) -> repository.ServedModel:
-    model = repository.ServedModel(id=folder.name, folder=folder)
-    repository.load(model, SETTINGS, SETTINGS.providers)
-    return model
+def load(folder: Path) -> repository.LoadedModel:
+    return repository.load_model(folder, SETTINGS.providers, warm_up_sizes=(1, SETTINGS.max_batch))
+
+
+def load_error(folder: Path) -> str:
+    with pytest.raises(repository.ModelLoadError) as failure:
+        load(folder)
+    reason = str(failure.value)
+    assert reason.startswith(f"{folder.name}: ")
+    assert str(folder.parent) not in reason, "a client may read the reason: no server paths in it"
+    return reason
 
 
 def edit_card(folder: Path, **changes) -> None:
@@ -30,26 +38,24 @@ def edit_card(folder: Path, **changes) -> None:
 
 def test_a_published_model_loads_and_runs(random_repo: Path) -> None:
     model = load(random_repo / "cnn-mnist")
-    assert model.error is None and model.session is not None
-    assert model.provider == "CPUExecutionProvider"
+    assert model.id == "cnn-mnist" and model.provider == "CPUExecutionProvider"
     assert model.spec.kind == "digit" and model.card.classes == [str(d) for d in range(10)]
     logits = model.infer(np.zeros((3, 1, 28, 28), np.float32))
     assert logits.shape == (3, 10)
 
 
-def test_discover_lists_model_folders_and_skips_hidden_ones(repo_copy: Path) -> None:
+def test_model_folders_are_the_visible_folders(repo_copy: Path) -> None:
     (repo_copy / ".cnn-mnist.partial").mkdir()  # an export in progress
     (repo_copy / "README").write_text("not a model")
-    assert [m.id for m in repository.discover(repo_copy)] == ["cnn-mnist", "lenet5-cifar10"]
-    assert repository.discover(repo_copy / "missing") == []
+    assert [f.name for f in model_folders(repo_copy)] == ["cnn-mnist", "lenet5-cifar10"]
+    assert model_folders(repo_copy / "missing") == []
 
 
 def test_a_damaged_onnx_file_fails_its_checksum(repo_copy: Path) -> None:
     onnx = repo_copy / "cnn-mnist" / "1" / "model.onnx"
     onnx.write_bytes(onnx.read_bytes()[:-100])
-    model = load(repo_copy / "cnn-mnist")
-    assert model.status == "unavailable" and model.session is None
-    assert "sha256" in model.error and "damaged" in model.error
+    reason = load_error(repo_copy / "cnn-mnist")
+    assert "sha256" in reason and "damaged" in reason
 
 
 def test_a_file_that_is_not_onnx_is_refused_by_onnx_runtime(repo_copy: Path) -> None:
@@ -57,9 +63,7 @@ def test_a_file_that_is_not_onnx_is_refused_by_onnx_runtime(repo_copy: Path) -> 
     onnx = repo_copy / "cnn-mnist" / "1" / "model.onnx"
     onnx.write_bytes(b"\x08\x07garbage that is not a protobuf graph" * 100)
     edit_card(repo_copy / "cnn-mnist", onnx_sha256=hashlib.sha256(onnx.read_bytes()).hexdigest())
-    model = load(repo_copy / "cnn-mnist")
-    assert model.status == "unavailable"
-    assert "ONNX Runtime cannot load the model" in model.error
+    assert "ONNX Runtime cannot load the model" in load_error(repo_copy / "cnn-mnist")
 
 
 @pytest.mark.parametrize(("change", "reason"), [
@@ -68,7 +72,9 @@ def test_a_file_that_is_not_onnx_is_refused_by_onnx_runtime(repo_copy: Path) -> 
     (lambda d: edit_card(d, classes="0123456789"), "not a valid card"),
     (lambda d: edit_card(d, id="other-model"), "sits in folder"),
     (lambda d: edit_card(d, classes=["a", "b"]), "does not match 2 classes"),
-    (lambda d: edit_card(d, preprocessing={"kind": "audio", "mean": [0.1], "std": [0.3]}), "not a valid card"),
+    (lambda d: edit_card(d, preprocessing={"kind": "audio", "mean": [0.1], "std": [0.3]}), "none of 'digit', 'photo'"),
+    (lambda d: edit_card(d, input={**NCHW, "name": "image", "shape": [3, 28, 28]},
+                         preprocessing={"kind": "digit", "mean": [0.1] * 3, "std": [0.3] * 3}), "not 3"),
     (lambda d: edit_card(d, preprocessing={"kind": "digit", "mean": [0.1, 0.2], "std": [0.3]}), "mean/std"),
     (lambda d: edit_card(d, input={**NCHW, "name": "image", "shape": [1, 32, 32]}), "the card says"),
     (lambda d: edit_card(d, input={**NCHW, "name": "pixels", "shape": [1, 28, 28]}), "are not the card's"),
@@ -76,6 +82,4 @@ def test_a_file_that_is_not_onnx_is_refused_by_onnx_runtime(repo_copy: Path) -> 
 ])
 def test_a_model_whose_card_or_files_do_not_fit_is_unavailable(repo_copy: Path, change, reason: str) -> None:
     change(repo_copy / "cnn-mnist")
-    model = load(repo_copy / "cnn-mnist")
-    assert model.status == "unavailable" and model.session is None
-    assert reason in model.error
+    assert reason in load_error(repo_copy / "cnn-mnist")

@@ -20,8 +20,8 @@ from live_server import REPO_ROOT, running_server
 
 from service.predict import top_classes
 from service.preprocess import preprocess
-from service.repository import ServedModel, load
-from service.settings import Settings
+from modelrepo.providers import CPU
+from service.repository import load_model
 
 PNG = {"content-type": "image/png"}
 
@@ -39,8 +39,7 @@ def test_200_concurrent_requests_are_all_answered_correctly_in_shared_batches(se
     digits = mnist_test()[0][:200]
     images = [encode(x) for x in digits]
     # The reference: each image alone, through the same preprocessing and ONNX file, in this process.
-    reference = ServedModel(id="cnn-mnist", folder=random_repo / "cnn-mnist")
-    load(reference, Settings(providers=("CPUExecutionProvider",)), ("CPUExecutionProvider",))
+    reference = load_model(random_repo / "cnn-mnist", (CPU,))
     expected = [top_classes(reference.classify(preprocess(data, reference.spec, 10**8)[None])[0],
                             reference.card.classes, 3) for data in images]
     calls_before, batched_before = batch_sizes(httpx.get(f"{server.url}/metrics").text, "cnn-mnist")

@@ -1,4 +1,4 @@
-"""Inception-mini: the GoogLeNet-style MNIST net of the seed notes (Szegedy et al., 2014)."""
+"""Inception-mini: a small GoogLeNet-style net for MNIST (Szegedy et al., 2015)."""
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ class InceptionMini(nn.Module):
         return self.fc(torch.flatten(self.features(x), 1))
 
 
-@register("inception", paper="Szegedy et al. 2014, Going deeper with convolutions (seed note 000)",
+@register("inception", paper="Szegedy et al. 2015, Going deeper with convolutions",
           summary="conv10-pool-InceptionA(88)-conv20-pool-InceptionA(88)-fc")
 def inception(in_channels: int, image_size: int, num_classes: int) -> nn.Module:
     return InceptionMini(in_channels, image_size, num_classes)

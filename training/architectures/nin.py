@@ -44,7 +44,7 @@ class NIN(nn.Module):
         return torch.flatten(self.pool(self.body(x)), 1)
 
 
-@register("nin", paper="Lin et al. 2013, Network in network (seed note 004)",
+@register("nin", paper="Lin et al. 2013, Network in network",
           summary="3 mlpconv blocks + global average pooling, no FC layer")
 def nin(in_channels: int, image_size: int, num_classes: int) -> nn.Module:
     return NIN(in_channels, num_classes)

@@ -1,4 +1,4 @@
-"""The small residual nets of the seed notes: ResNet v1 blocks and ResNet v2 pre-activation blocks.
+"""Small residual nets for MNIST: ResNet v1 blocks and ResNet v2 pre-activation blocks.
 
 He et al. 2015 (Deep residual learning) and 2016 (Identity mappings in deep residual networks).
 """
@@ -63,13 +63,13 @@ class SmallResNet(nn.Module):
         return self.fc(torch.flatten(self.features(x), 1))
 
 
-@register("residual", paper="He et al. 2015, Deep residual learning for image recognition (seed notes 000, 002)",
+@register("residual", paper="He et al. 2016, Deep residual learning for image recognition",
           summary="conv16-pool-ResBlock(16)-conv32-pool-ResBlock(32)-fc")
 def residual(in_channels: int, image_size: int, num_classes: int) -> nn.Module:
     return SmallResNet(ResidualBlock, in_channels, image_size, num_classes)
 
 
-@register("preact-residual", paper="He et al. 2016, Identity mappings in deep residual networks (seed note 002)",
+@register("preact-residual", paper="He et al. 2016, Identity mappings in deep residual networks",
           summary="the residual net with full pre-activation (ResNet v2) blocks")
 def preact_residual(in_channels: int, image_size: int, num_classes: int) -> nn.Module:
     return SmallResNet(PreActResidualBlock, in_channels, image_size, num_classes)

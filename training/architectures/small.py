@@ -1,4 +1,4 @@
-"""The small nets of the seed notes: the 2-conv CNN and LeNet-5."""
+"""The small MNIST nets: a 2-conv CNN with dropout, and LeNet-5."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from training.registry import register
 
 
 class SimpleCNN(nn.Module):
-    """Two conv blocks and a dropout MLP: the MNIST teaching net of the seed notes."""
+    """Two conv blocks and a dropout MLP: the classic MNIST teaching net."""
 
     def __init__(self, in_channels: int, image_size: int, num_classes: int) -> None:
         super().__init__()
@@ -30,9 +30,9 @@ class SimpleCNN(nn.Module):
 
 
 class LeNet5(nn.Module):
-    """LeNet-5 as the seed notes define it (LeCun et al., 1998, with max pooling).
+    """LeNet-5 as this project defines it (LeCun et al., 1998, with max pooling).
 
-    Faithful to the notes: no activation between the convolutions, max pooling being the
+    As specified for this project: no activation between the convolutions, max pooling being the
     only non-linearity before the classifier.
     """
 
@@ -53,7 +53,7 @@ class LeNet5(nn.Module):
         return self.classifier(self.features(x))
 
 
-@register("cnn", paper="seed note 003 (a 2-conv CNN with dropout on MNIST)",
+@register("cnn", paper="LeCun et al. 1998, Gradient-based learning applied to document recognition; dropout: Srivastava et al. 2014",
           summary="conv16-pool-conv32-pool-fc128-dropout-fc")
 def cnn(in_channels: int, image_size: int, num_classes: int) -> nn.Module:
     return SimpleCNN(in_channels, image_size, num_classes)

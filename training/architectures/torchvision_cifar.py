@@ -19,7 +19,7 @@ from training.architectures.common import flat_features
 from training.registry import register
 
 
-@register("resnet18", paper="He et al. 2015, Deep residual learning for image recognition",
+@register("resnet18", paper="He et al. 2016, Deep residual learning for image recognition",
           summary="torchvision ResNet-18 with a 3x3 stride-1 stem and no stem max pool")
 def resnet18(in_channels: int, image_size: int, num_classes: int) -> nn.Module:
     model = ResNet(BasicBlock, [2, 2, 2, 2], num_classes=num_classes)
@@ -28,7 +28,7 @@ def resnet18(in_channels: int, image_size: int, num_classes: int) -> nn.Module:
     return model
 
 
-@register("vgg16", paper="Simonyan & Zisserman 2014, Very deep convolutional networks",
+@register("vgg16", paper="Simonyan & Zisserman 2014, Very deep convolutional networks for large-scale image recognition",
           summary="torchvision VGG-16 (with BatchNorm) features, one FC classifier as on CIFAR")
 def vgg16(in_channels: int, image_size: int, num_classes: int) -> nn.Module:
     model = VGG(make_layers(cfgs["D"], batch_norm=True), num_classes=num_classes)
@@ -42,7 +42,7 @@ def vgg16(in_channels: int, image_size: int, num_classes: int) -> nn.Module:
     return model
 
 
-@register("alexnet", paper="Krizhevsky et al. 2012, ImageNet classification with deep CNNs",
+@register("alexnet", paper="Krizhevsky et al. 2012, ImageNet classification with deep convolutional neural networks",
           summary="torchvision AlexNet with a 3x3 stride-1 CIFAR feature stack and a 1024-wide head")
 def alexnet(in_channels: int, image_size: int, num_classes: int) -> nn.Module:
     model = AlexNet(num_classes=num_classes)
@@ -80,7 +80,7 @@ for _depth, _blocks in {121: (6, 12, 24, 16), 169: (6, 12, 32, 32),
         lambda c, s, n, _blocks=_blocks: _densenet(_blocks, c, n))
 
 
-@register("googlenet", paper="Szegedy et al. 2014, Going deeper with convolutions",
+@register("googlenet", paper="Szegedy et al. 2015, Going deeper with convolutions",
           summary="torchvision GoogLeNet (Inception v1) with a 3x3 stride-1 stem, no stem pools")
 def googlenet(in_channels: int, image_size: int, num_classes: int) -> nn.Module:
     model = GoogLeNet(num_classes=num_classes, aux_logits=False,
