@@ -74,7 +74,9 @@ RECIPES: dict[tuple[str, str], Recipe] = {
 CPU_BUDGET = replace(CIFAR, batch_size=128, ema=0.997, tta="hflip")
 
 CPU_RECIPES: dict[tuple[str, str], Recipe] = {
-    ("alexnet", "cifar10"): replace(CPU_BUDGET, epochs=10, lr=0.02),
+    # AlexNet (no BatchNorm, He init): 150 warm-up steps to a peak of 0.02 / 0.05 left the
+    # loss at 2.237 / 2.102 (PyTorch's default init: 2.302, chance); 0.05 it is.
+    ("alexnet", "cifar10"): replace(CPU_BUDGET, epochs=10, lr=0.05),
     ("vgg16", "cifar10"): replace(CPU_BUDGET, epochs=4, lr=0.05),
     ("resnet18", "cifar10"): replace(CPU_BUDGET, epochs=3, lr=0.1),
     ("preact-resnet18", "cifar10"): replace(CPU_BUDGET, epochs=3, lr=0.1),
