@@ -176,8 +176,9 @@ def test_runs_as_the_image_user_on_a_read_only_root(pod: Pod) -> None:
 
 
 def test_where_the_service_writes_is_an_empty_dir(pod: Pod) -> None:
-    """Multipart uploads over 1 MiB spill to the temporary directory; ONNX Runtime keeps a
-    small database under ~/.cache (seen with strace, see the manifests' comments)."""
+    """Under a read-only root (strace, then a read-only mount namespace, showed it): multipart
+    uploads over 1 MiB spill to the temporary directory and fail without it (500); ONNX Runtime
+    keeps a small database under ~/.cache and warns at every start without it."""
     env = {**IMAGE.env, **container_env(pod.container)}
     assert "HOME" in env, "without HOME the runtime derives it from /etc/passwd, which may not match the mount"
     temporary = next((env[name] for name in ("TMPDIR", "TEMP", "TMP") if name in env), "/tmp")  # tempfile's order
