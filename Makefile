@@ -6,6 +6,7 @@
 #   make export MODEL=<id>  publish one run, e.g. MODEL=cnn-mnist
 #   make bench-engine  ONNX Runtime vs PyTorch eager on the CPU, every architecture
 #   make container-test  build and run the images with podman, end to end (minutes; see README)
+#   make deploy-check  validate deploy/ (Kubernetes and KServe manifests) offline, in seconds
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -15,7 +16,7 @@ export DATA_DIR
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: help setup setup-serve serve test train train-all export export-all bench bench-train bench-engine bench-service container-test clean
+.PHONY: help setup setup-serve serve test train train-all export export-all bench bench-train bench-engine bench-service container-test deploy-check clean
 
 help:
 	@sed -n '1,/^PYTHON/p' Makefile | grep '^#' | sed 's/^# \{0,1\}//'
@@ -73,6 +74,10 @@ bench: bench-train bench-engine bench-service
 # the script itself needs only the serving dependencies (it checks answers with service/ code).
 container-test: $(VENV)/.serve
 	$(BIN)/python scripts/container_test.py $(CONTAINER_TEST_ARGS)
+
+# The manifests' tests alone (also part of make test): schemas, and agreement with the service.
+deploy-check: $(VENV)/.dev
+	$(BIN)/python -m pytest tests/deploy $(PYTEST_ARGS)
 
 clean:
 	rm -rf .pytest_cache test-artifacts bench/out
