@@ -1,6 +1,6 @@
 # cnnzoo: every target sets up what it needs on a fresh machine.
 #   make serve         the service on http://127.0.0.1:8000 (HOST=… PORT=… to change)
-#   make test          the test suite (what CI runs)
+#   make test          the test suite (what CI runs); make test-all adds the extended tests
 #   make train-all     train the whole matrix into runs/   (FORCE=1 retrains finished runs)
 #   make export-all    publish every trained run into models/ (parity gate first; FORCE=1 republishes)
 #   make export MODEL=<id>  publish one run, e.g. MODEL=cnn-mnist
@@ -16,7 +16,7 @@ export DATA_DIR
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: help setup setup-serve serve test train train-all export export-all bench bench-train bench-engine bench-service container-test deploy-check clean
+.PHONY: help setup setup-serve serve browser test test-all train train-all export export-all bench bench-train bench-engine bench-service container-test deploy-check clean
 
 help:
 	@sed -n '1,/^PYTHON/p' Makefile | grep '^#' | sed 's/^# \{0,1\}//'
@@ -37,8 +37,17 @@ $(VENV)/.dev: pyproject.toml | $(BIN)/python
 setup: $(VENV)/.dev
 setup-serve: $(VENV)/.serve
 
-test: $(VENV)/.dev
+# The browser tests need Chromium: installed here when missing (Debian, root or sudo), or make
+# stops before the tests with one line saying what to run.
+browser:
+	@scripts/ensure_chromium.sh
+
+test: $(VENV)/.dev browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The default suite plus the `extended` tests (architectures outside the train-all matrix).
+test-all: $(VENV)/.dev browser
+	$(BIN)/python -m pytest -m "extended or not extended" $(PYTEST_ARGS)
 
 train: $(VENV)/.dev
 	@test -n "$(MODEL)" -a -n "$(DATASET)" || { echo "usage: make train MODEL=<arch> DATASET=<mnist|cifar10> [EPOCHS=n]"; exit 2; }

@@ -27,12 +27,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "tests" / "service")]
+from testkit.fixture_images import cifar_test, encode, mnist_test
+from testkit.live_server import running_server
+from testkit.random_runs import publish_random_models
 
-from fixture_images import cifar_test, encode, mnist_test  # noqa: E402
-from live_server import running_server  # noqa: E402
-from random_runs import publish_random_models  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 CONCURRENCY = (1, 16, 64)
 

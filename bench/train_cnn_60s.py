@@ -18,7 +18,8 @@ from pathlib import Path
 import torch
 
 from training.datasets import load_split
-from training.loop import cpu_model, train
+from training.devices import cpu_model
+from training.loop import train
 from training.recipes import Recipe
 
 
@@ -41,13 +42,13 @@ def main() -> int:
 
     print(f"\n{'epoch':>5} {'train s (cumulative)':>21} {'eval s':>7} {'test acc':>9}")
     cumulative, reached = 0.0, None
-    for h in run.metrics["history"]:
-        cumulative += h["train_seconds"]
-        print(f"{h['epoch']:>5} {cumulative:>21.1f} {h['seconds'] - h['train_seconds']:>7.1f} "
-              f"{100 * h['test_accuracy']:>8.2f}%")
-        if reached is None and h["test_accuracy"] >= args.goal:
+    for h in run.metrics.history:
+        cumulative += h.train_seconds
+        print(f"{h.epoch:>5} {cumulative:>21.1f} {h.seconds - h.train_seconds:>7.1f} "
+              f"{100 * h.test_accuracy:>8.2f}%")
+        if reached is None and h.test_accuracy >= args.goal:
             reached = cumulative
-    final = run.metrics["test_accuracy"]
+    final = run.metrics.test_accuracy
     print(f"\nfinal: {100 * final:.2f} % after {cumulative:.1f} s of training ({wall:.1f} s wall, "
           f"including evaluation; the data was read before the clock started)")
     if reached is not None and reached <= args.budget:

@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "export":
         return _publish(args.runs / args.id, args, providers)
     runs = [d for d in sorted(args.runs.iterdir()) if d.is_dir()] if args.runs.is_dir() else []
-    finished = [d for d in runs if (run_files.read_metrics(d) or {}).get("complete")]
+    finished = [d for d in runs if _finished(d)]
     for d in sorted(set(runs) - set(finished)):
         print(f"{d.name}: not finished training; skipped")
     if not finished:
@@ -94,6 +94,14 @@ def _providers(names: str | None) -> list[str] | None:
     if unknown:
         raise ValueError(f"unknown provider(s) {unknown}; known: {', '.join(PROVIDER_NAMES)}")
     return [PROVIDER_NAMES[n.strip().lower()] for n in names.split(",")]
+
+
+def _finished(run_dir: Path) -> bool:
+    try:
+        metrics = run_files.read_metrics(run_dir)
+    except ValueError:  # msgspec's DecodeError and ValidationError: `export` would say what is wrong
+        return False
+    return bool(metrics and metrics.complete)
 
 
 def _up_to_date(run_dir: Path, model_dir: Path) -> bool:

@@ -1,10 +1,9 @@
 """Publish a trained run into the model repository: `runs/<id>/` -> `models/<id>/`.
 
 What a run folder must hold: `weights.safetensors` (the state dict of
-`training.registry.build_model(arch, C, H, num_classes)`) and `metrics.json` with at least `id`,
-`arch` and `dataset`. A run whose metrics say `"complete": false` is still training and is refused.
-Optional keys (`null` in the card when absent): `test_accuracy`, `epochs_done`, `wall_seconds`,
-`train_seconds`, `device`, `precision`, `recipe`, `git_commit`, `parameters`, `finished`.
+`training.registry.build_model(arch, C, H, num_classes)`) and `metrics.json`, a
+`training.run_files.RunMetrics` record that says `"complete": true` (an unfinished run is
+refused); the record's other figures are copied into the card where present.
 
 Nothing reaches the repository unless the parity gate passes, and the folder appears whole or
 not at all: everything is built in a temporary folder and swapped into place at the end.
@@ -34,72 +33,76 @@ from training import run_files
 from training.averaging import with_test_time_augmentation
 from training.datasets import DATASETS, Split, load_split
 from training.registry import architectures, build_model
+from training.run_files import RunMetrics
 
-REQUIRED_METRICS = ("id", "arch", "dataset")
-TRAINING_SUMMARY = {  # card key -> metrics.json key
-    "epochs": "epochs_done", "wall_seconds": "wall_seconds", "train_seconds": "train_seconds",
-    "device": "device", "precision": "precision", "recipe": "recipe", "git_commit": "git_commit",
-    "parameters": "parameters", "finished": "finished", "budget": "budget",
-    "final_evaluation": "final_evaluation",
-}
 _SAFE_ID = re.compile(r"[a-z0-9][a-z0-9._-]*")
 
 
-def read_run(run_dir: Path) -> dict:
+def read_run(run_dir: Path) -> RunMetrics:
     """The run's metrics, checked for what export needs; RunNotReady says what is missing."""
     run_dir = Path(run_dir)
-    metrics = run_files.read_metrics(run_dir)
+    try:
+        metrics = run_files.read_metrics(run_dir)
+    except (msgspec.DecodeError, msgspec.ValidationError) as err:
+        raise RunNotReady(f"{run_dir / run_files.METRICS}: {err}") from None
     if metrics is None:
         raise RunNotReady(f"{run_dir}: no {run_files.METRICS}; is this a training run folder?")
     if not (run_dir / run_files.WEIGHTS).exists():
         raise RunNotReady(f"{run_dir}: no {run_files.WEIGHTS}")
-    missing = [key for key in REQUIRED_METRICS if key not in metrics]
-    if missing:
-        raise RunNotReady(f"{run_dir / run_files.METRICS}: missing {', '.join(missing)}")
-    if metrics.get("complete") is False:
-        raise RunNotReady(f"{run_dir}: still training ({metrics.get('epochs_done', 0)} epochs done); "
+    if not metrics.complete:
+        raise RunNotReady(f"{run_dir}: still training ({metrics.epochs_done} epochs done); "
                           "export it when metrics.json says \"complete\": true")
-    if not _SAFE_ID.fullmatch(str(metrics["id"])):
-        raise RunNotReady(f"{run_dir}: id {metrics['id']!r} is not a usable folder name")
-    if metrics["dataset"] not in DATASETS:
-        raise RunNotReady(f"{run_dir}: unknown dataset {metrics['dataset']!r}")
-    if metrics["arch"] not in architectures():
-        raise RunNotReady(f"{run_dir}: unknown architecture {metrics['arch']!r}")
+    if not _SAFE_ID.fullmatch(metrics.id):
+        raise RunNotReady(f"{run_dir}: id {metrics.id!r} is not a usable folder name")
+    if metrics.dataset not in DATASETS:
+        raise RunNotReady(f"{run_dir}: unknown dataset {metrics.dataset!r}")
+    if metrics.arch not in architectures():
+        raise RunNotReady(f"{run_dir}: unknown architecture {metrics.arch!r}")
     return metrics
 
 
-def model_from_run(run_dir: Path, metrics: dict) -> nn.Module:
+def model_from_run(run_dir: Path, metrics: RunMetrics) -> nn.Module:
     """Rebuild the module from the registry, load the run's weights into it, and wrap it in the
     recipe's test-time augmentation: what is exported is what the run's figures measured."""
-    spec = DATASETS[metrics["dataset"]]
+    spec = DATASETS[metrics.dataset]
     channels, size, _ = spec.input_shape
-    model = build_model(metrics["arch"], channels, size, len(spec.classes))
+    model = build_model(metrics.arch, channels, size, len(spec.classes))
     try:
         run_files.load_weights(model, Path(run_dir) / run_files.WEIGHTS)
     except RuntimeError as err:  # load_state_dict: missing/unexpected keys, shape mismatch
-        raise RunNotReady(f"{run_dir}: the weights do not fit {metrics['arch']}: {err}") from err
+        raise RunNotReady(f"{run_dir}: the weights do not fit {metrics.arch}: {err}") from err
     return with_test_time_augmentation(model, test_time_augmentation(metrics)).eval()
 
 
-def test_time_augmentation(metrics: dict) -> str:
-    return (metrics.get("recipe") or {}).get("tta", "none")
+def test_time_augmentation(metrics: RunMetrics) -> str:
+    return (metrics.recipe or {}).get("tta", "none")
 
 
-def model_metadata(metrics: dict, weights_sha256: str) -> ModelMetadata:
+def training_summary(metrics: RunMetrics) -> TrainingSummary:
+    """The run's figures as the card keeps them."""
+    return TrainingSummary(
+        epochs=metrics.epochs_done or None, wall_seconds=metrics.wall_seconds,
+        train_seconds=metrics.train_seconds, device=metrics.device, precision=metrics.precision,
+        recipe=metrics.recipe, budget=metrics.budget,
+        final_evaluation=msgspec.to_builtins(metrics.final_evaluation) if metrics.final_evaluation else None,
+        git_commit=metrics.git_commit, parameters=metrics.parameters, finished=metrics.finished)
+
+
+def model_metadata(metrics: RunMetrics, weights_sha256: str) -> ModelMetadata:
     """What travels with the model: embedded in the ONNX file, and the core of card.json."""
-    spec = DATASETS[metrics["dataset"]]
-    arch = architectures()[metrics["arch"]]
+    spec = DATASETS[metrics.dataset]
+    arch = architectures()[metrics.arch]
     return ModelMetadata(
-        id=metrics["id"], arch=metrics["arch"], dataset=spec.name,
+        id=metrics.id, arch=metrics.arch, dataset=spec.name,
         description=f"{arch.summary} [{arch.paper}]",
         classes=list(spec.classes),
         input=ModelInput(name=INPUT_NAME, shape=list(spec.input_shape), dtype="float32", layout="NCHW"),
         output=ModelOutput(name=OUTPUT_NAME, shape=[len(spec.classes)]),
         preprocessing=Preprocessing(kind=spec.preprocessing, mean=list(spec.mean), std=list(spec.std)),
         test_time_augmentation=test_time_augmentation(metrics),
-        test_accuracy=metrics.get("test_accuracy"),
+        test_accuracy=metrics.test_accuracy,
         weights_sha256=weights_sha256,
-        training=TrainingSummary(**{key: metrics.get(source) for key, source in TRAINING_SUMMARY.items()}),
+        training=training_summary(metrics),
         exporter=exporter_versions(),
         exported=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     )
@@ -119,24 +122,24 @@ def publish_run(run_dir: Path, repo_dir: Path, *, data_dir: Path | None = None,
     if parity_limit is not None and parity_limit < 1:
         raise ValueError(f"parity_limit must be at least 1, got {parity_limit}")
     metrics = read_run(run_dir)
-    spec = DATASETS[metrics["dataset"]]
+    spec = DATASETS[metrics.dataset]
     model = model_from_run(run_dir, metrics)
     test = load_split(spec.name, train=False, data_dir=data_dir, download=False)
     if parity_limit is not None:
         test = Split(test.images[:parity_limit], test.labels[:parity_limit])
 
-    with tempfile.TemporaryDirectory(prefix=f"export-{metrics['id']}-") as tmp:
-        staged = Path(tmp) / metrics["id"]
+    with tempfile.TemporaryDirectory(prefix=f"export-{metrics.id}-") as tmp:
+        staged = Path(tmp) / metrics.id
         onnx_path = staged / MODEL_FILE
         onnx_path.parent.mkdir(parents=True)
         metadata = model_metadata(metrics, sha256_file(run_dir / run_files.WEIGHTS))
         export_onnx(model, spec.input_shape, onnx_path, metadata_dict(metadata))
-        report = parity_report(model, onnx_path, test, spec, model_id=metrics["id"],
+        report = parity_report(model, onnx_path, test, spec, model_id=metrics.id,
                                providers=providers, progress=progress)
         if not report.passed:
             raise ParityGateFailed(report)
         write_model_files(staged, metadata, parity=report)
-        return install(staged, repo_dir / metrics["id"])
+        return install(staged, repo_dir / metrics.id)
 
 
 def write_model_files(folder: Path, metadata: ModelMetadata, *, parity: ParityReport | None = None,

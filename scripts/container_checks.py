@@ -11,7 +11,6 @@ import http.client
 import json
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -20,14 +19,13 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO), str(REPO / "tests" / "service")]
-from fixture_images import cifar_test, encode, mnist_test  # noqa: E402
+from modelrepo.card import read_card
+from modelrepo.providers import CPU
+from service.preprocess import preprocess
+from service.repository import ModelLoadError, load_model
+from testkit.fixture_images import cifar_test, encode, mnist_test
 
-from service.preprocess import preprocess  # noqa: E402
-from modelrepo.card import read_card  # noqa: E402
-from modelrepo.providers import CPU  # noqa: E402
-from service.repository import ModelLoadError, load_model  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 TEST_SETS = {"mnist": mnist_test, "cifar10": cifar_test}
 IMAGES_PER_MODEL = 16

@@ -34,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     one.add_argument("--dataset", required=True, choices=sorted(DATASETS))
     one.add_argument("--epochs", type=int, default=None, help="override the recipe's epoch count")
     one.add_argument("--seed", type=int, default=0)
+    one.add_argument("--stop-after", type=int, default=None, metavar="N",
+                     help="stop (checkpointed) once the run has N epochs; started again, it resumes")
     one.add_argument("--device", default=None, help="e.g. cpu or cuda:0 (default: CUDA if present)")
     one.add_argument("--force", action="store_true", help="discard an earlier run of this id and start afresh")
     everything = sub.add_parser("train-all", help="train the whole matrix, skipping finished runs")
@@ -78,10 +80,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{model_id(arch, dataset)} ({budget} budget): {recipe}", flush=True)
             metrics = train(arch, dataset, recipe, runs_dir=args.runs, data_dir=args.data_dir,
                             seed=getattr(args, "seed", 0), device=getattr(args, "device", None),
-                            bf16=args.bf16, budget=budget).metrics
-            if metrics.get("complete"):
-                print(f"{metrics['id']}: {100 * metrics['test_accuracy']:.2f} % test accuracy "
-                      f"in {metrics['wall_seconds']:.0f} s -> {run_dir}")
+                            bf16=args.bf16, budget=budget, stop_after=getattr(args, "stop_after", None)).metrics
+            if metrics.complete:
+                print(f"{metrics.id}: {100 * metrics.test_accuracy:.2f} % test accuracy "
+                      f"in {metrics.wall_seconds:.0f} s -> {run_dir}")
     except DatasetNotFound as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -97,19 +99,19 @@ def _has_gpu(args: argparse.Namespace) -> bool:
 
 def report(runs: Path) -> str:
     """One row per finished run, in train-all order: the figures docs/results.md quotes."""
-    rows = ["| model | test accuracy | epochs | train s | images/s | device | precision | commit |",
-            "| --- | ---: | ---: | ---: | ---: | --- | --- | --- |"]
+    rows = ["| model | test accuracy | budget | epochs | train s | images/s | device | precision | commit |",
+            "| --- | ---: | --- | ---: | ---: | ---: | --- | --- | --- |"]
     matrix = [model_id(a, d) for a, d in TRAIN_ALL]
     found = sorted((p.parent.name for p in runs.glob("*/metrics.json")),
                    key=lambda i: (matrix.index(i) if i in matrix else len(matrix), i))
     for run_id in found:
         m = read_metrics(runs / run_id)
-        if not m or not m.get("complete"):
+        if not m or not m.complete:
             continue
-        rate = sum(h["images_per_second"] for h in m["history"]) / len(m["history"])
-        rows.append(f"| {m['id']} | {100 * m['test_accuracy']:.2f} % | {m['epochs_done']} "
-                    f"| {m['train_seconds']:.0f} | {rate:.0f} | {m['device']} | {m.get('precision', 'fp32')} "
-                    f"| {(m.get('git_commit') or '?')[:7]} |")
+        rate = sum(h.images_per_second for h in m.history) / len(m.history)
+        rows.append(f"| {m.id} | {100 * m.test_accuracy:.2f} % | {m.budget} | {m.epochs_done} "
+                    f"| {m.train_seconds:.0f} | {rate:.0f} | {m.device} | {m.precision or 'fp32'} "
+                    f"| {(m.git_commit or '?')[:7]} |")
     return "\n".join(rows)
 
 

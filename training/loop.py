@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from training import run_files
+from training.run_files import ChoiceEvaluation, EpochRecord, RunMetrics
 from training.averaging import WeightAverage, with_test_time_augmentation
 from training.batches import batches_per_epoch, eval_batches, train_batches
 from training.datasets import DATASETS, Split, load_split
@@ -92,14 +93,18 @@ def train_one_epoch(trained: nn.Module, optimizer: torch.optim.Optimizer, recipe
 @dataclass
 class TrainedRun:
     model: nn.Module  # the model the run saved (the weight average when the recipe keeps one), unwrapped
-    metrics: dict
+    metrics: RunMetrics
 
 
 def train(arch: str, dataset: str, recipe: Recipe | None = None, runs_dir: Path = Path("runs"),
           data_dir: Path | None = None, seed: int = 0, device: str | None = None,
           bf16: bool | None = None, train_split: Split | None = None,
-          test_split: Split | None = None, progress: bool = True, budget: str = "full") -> TrainedRun:
+          test_split: Split | None = None, progress: bool = True, budget: str = "full",
+          stop_after: int | None = None) -> TrainedRun:
     """Train `arch` on `dataset`, resuming from `runs/<id>/` if it holds a partial run of the same recipe.
+
+    `stop_after` ends the call after that many epochs of the run in all, checkpointed, as an
+    interruption would: the next call resumes from there (a long run can be trained in parts).
 
     `recipe` defaults to the table's row at `budget` (`training.recipes.recipe_for`). `bf16`
     (autocast) defaults to on for CUDA and off for CPU, where it is worth turning on only
@@ -136,10 +141,9 @@ def train(arch: str, dataset: str, recipe: Recipe | None = None, runs_dir: Path 
     here = describe_device(dev)
     metrics = _resume(run_dir, run_id, model, optimizer, generator, recipe, average) or _new_metrics(
         run_id, arch, dataset, recipe, budget, seed, model, here, ddp)
-    metrics["precision"] = ("bf16 autocast" if bf16 else "fp32") + (", channels_last" if channels_last else "")
-    start_epoch = len(metrics["history"])
-    if start_epoch and here not in metrics["device"]:
-        metrics["device"] += f"; from epoch {start_epoch + 1}: {here}"
+    metrics.precision = ("bf16 autocast" if bf16 else "fp32") + (", channels_last" if channels_last else "")
+    start_epoch = len(metrics.history)
+    metrics.device = device_history(metrics.device, start_epoch, here)
     if ddp.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         if start_epoch:
@@ -147,7 +151,8 @@ def train(arch: str, dataset: str, recipe: Recipe | None = None, runs_dir: Path 
     trained = nn.parallel.DistributedDataParallel(model) if ddp.world_size > 1 else model
     served = average.model if average is not None else model  # what is evaluated, saved and exported
 
-    for epoch in range(start_epoch, recipe.epochs):
+    last_epoch = recipe.epochs if stop_after is None else min(recipe.epochs, stop_after)
+    for epoch in range(start_epoch, last_epoch):
         started = time.perf_counter()
         bar = tqdm(total=steps_per_epoch, desc=f"{run_id} {epoch + 1}/{recipe.epochs}",
                    disable=not (progress and ddp.is_main), unit="batch", dynamic_ncols=True,
@@ -166,21 +171,21 @@ def train(arch: str, dataset: str, recipe: Recipe | None = None, runs_dir: Path 
         train_seconds = time.perf_counter() - started
         if ddp.is_main:
             test_loss, test_acc = evaluate(served, test_split, dataset, bf16, channels_last)
-            metrics["history"].append({
-                "epoch": epoch + 1,
-                "train_loss": totals.loss_sum / totals.seen,
-                "train_accuracy": totals.correct / totals.seen,
-                "test_loss": test_loss,
-                "test_accuracy": test_acc,
-                "lr_end": totals.lr,
-                "train_seconds": round(train_seconds, 3),
-                "seconds": round(time.perf_counter() - started, 3),
-                "images_per_second": round(totals.seen * ddp.world_size / train_seconds, 1),
-            })
+            metrics.history.append(EpochRecord(
+                epoch=epoch + 1,
+                train_loss=totals.loss_sum / totals.seen,
+                train_accuracy=totals.correct / totals.seen,
+                test_loss=test_loss,
+                test_accuracy=test_acc,
+                lr_end=totals.lr,
+                train_seconds=round(train_seconds, 3),
+                seconds=round(time.perf_counter() - started, 3),
+                images_per_second=round(totals.seen * ddp.world_size / train_seconds, 1),
+            ))
             print(f"{run_id} epoch {epoch + 1}/{recipe.epochs}: test accuracy {100 * test_acc:.2f} % "
                   f"(loss {test_loss:.4f}), {train_seconds:.1f} s", flush=True)
             if epoch + 1 == recipe.epochs:
-                metrics["final_evaluation"] = final_evaluation(model, average, recipe, test_split, dataset,
+                metrics.final_evaluation = final_evaluation(model, average, recipe, test_split, dataset,
                                                                bf16, channels_last)
             _checkpoint(run_dir, metrics, model, optimizer, generator, recipe, average)
         if ddp.world_size > 1:
@@ -188,8 +193,16 @@ def train(arch: str, dataset: str, recipe: Recipe | None = None, runs_dir: Path 
     return TrainedRun(served, metrics)
 
 
+def device_history(recorded: str | None, start_epoch: int, here: str) -> str:
+    """Where the run trained: `here`, or what was recorded plus "; from epoch N: here" when
+    it resumes somewhere else (another device, or another thread count)."""
+    if not start_epoch or not recorded:
+        return here
+    return recorded if here in recorded else f"{recorded}; from epoch {start_epoch + 1}: {here}"
+
+
 def final_evaluation(model: nn.Module, average: WeightAverage | None, recipe: Recipe, split: Split,
-                     dataset: str, bf16: bool, channels_last: bool) -> list[dict]:
+                     dataset: str, bf16: bool, channels_last: bool) -> list[ChoiceEvaluation]:
     """Test accuracy of each choice the recipe made, measured side by side on the finished run:
     the trained weights, their average, and each with the test-time augmentation. The last
     row is the model that is saved and exported."""
@@ -199,33 +212,29 @@ def final_evaluation(model: nn.Module, average: WeightAverage | None, recipe: Re
     for weights, net in candidates:
         for tta in views:
             loss, accuracy = evaluate(with_test_time_augmentation(net, tta), split, dataset, bf16, channels_last)
-            rows.append({"weights": weights, "tta": tta, "test_loss": loss, "test_accuracy": accuracy})
+            rows.append(ChoiceEvaluation(weights=weights, tta=tta, test_loss=loss, test_accuracy=accuracy))
     return rows
 
 
 def _new_metrics(run_id: str, arch: str, dataset: str, recipe: Recipe, budget: str, seed: int,
-                 model: nn.Module, device: str, ddp: Distributed) -> dict:
+                 model: nn.Module, device: str, ddp: Distributed) -> RunMetrics:
     import torchvision
 
-    return {
-        "id": run_id, "arch": arch, "dataset": dataset, "recipe": recipe.as_dict(), "budget": budget,
-        "seed": seed, "parameters": sum(p.numel() for p in model.parameters()),
-        "device": device, "world_size": ddp.world_size,
-        "versions": {"python": sys.version.split()[0], "torch": torch.__version__,
-                     "torchvision": torchvision.__version__},
-        "git_commit": run_files.git_commit(),
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "complete": False, "history": [],
-    }
+    return RunMetrics(
+        id=run_id, arch=arch, dataset=dataset, recipe=recipe.as_dict(), budget=budget, seed=seed,
+        parameters=sum(p.numel() for p in model.parameters()), device=device, world_size=ddp.world_size,
+        versions={"python": sys.version.split()[0], "torch": str(torch.__version__),
+                  "torchvision": str(torchvision.__version__)},
+        git_commit=run_files.git_commit(), started=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
 
 
 def _resume(run_dir: Path, run_id: str, model: nn.Module, optimizer: torch.optim.Optimizer,
-            generator: torch.Generator, recipe: Recipe, average: WeightAverage | None) -> dict | None:
+            generator: torch.Generator, recipe: Recipe, average: WeightAverage | None) -> RunMetrics | None:
     """Metrics of a partial run whose recipe matches, with model, optimizer and average restored; else None."""
     metrics = run_files.read_metrics(run_dir)
-    if not metrics or not metrics["history"] or not (run_dir / run_files.TRAINING_STATE).exists():
+    if not metrics or not metrics.history or not (run_dir / run_files.TRAINING_STATE).exists():
         return None
-    if metrics["recipe"] != recipe.as_dict():
+    if metrics.recipe != recipe.as_dict():
         print(f"{run_id}: the recipe changed since the last run; starting afresh")
         return None
     saved = run_dir / run_files.WEIGHTS
@@ -234,20 +243,20 @@ def _resume(run_dir: Path, run_id: str, model: nn.Module, optimizer: torch.optim
     return metrics
 
 
-def _checkpoint(run_dir: Path, metrics: dict, model: nn.Module, optimizer: torch.optim.Optimizer,
+def _checkpoint(run_dir: Path, metrics: RunMetrics, model: nn.Module, optimizer: torch.optim.Optimizer,
                 generator: torch.Generator, recipe: Recipe, average: WeightAverage | None) -> None:
-    history = metrics["history"]
-    metrics["epochs_done"] = len(history)
-    metrics["complete"] = len(history) >= recipe.epochs
-    final = metrics.get("final_evaluation")
-    metrics["test_accuracy"] = final[-1]["test_accuracy"] if metrics["complete"] and final else history[-1]["test_accuracy"]
-    metrics["wall_seconds"] = round(sum(h["seconds"] for h in history), 1)
-    metrics["train_seconds"] = round(sum(h["train_seconds"] for h in history), 1)
-    if metrics["complete"]:
-        metrics["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    history = metrics.history
+    metrics.epochs_done = len(history)
+    metrics.complete = len(history) >= recipe.epochs
+    final = metrics.final_evaluation
+    metrics.test_accuracy = final[-1].test_accuracy if metrics.complete and final else history[-1].test_accuracy
+    metrics.wall_seconds = round(sum(h.seconds for h in history), 1)
+    metrics.train_seconds = round(sum(h.train_seconds for h in history), 1)
+    if metrics.complete:
+        metrics.finished = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     served = average.model if average is not None else model
     run_files.save_weights(served, run_dir / run_files.WEIGHTS,
-                           {"id": metrics["id"], "arch": metrics["arch"], "dataset": metrics["dataset"]})
+                           {"id": metrics.id, "arch": metrics.arch, "dataset": metrics.dataset})
     run_files.save_training_state(run_dir / run_files.TRAINING_STATE, model, optimizer, generator, average)
     run_files.write_metrics(run_dir, metrics)
     run_files.plot_curves(run_dir, metrics)
@@ -256,4 +265,4 @@ def _checkpoint(run_dir: Path, metrics: dict, model: nn.Module, optimizer: torch
 def is_trained(run_dir: Path, recipe: Recipe) -> bool:
     """Finished, and with this recipe: a run of an older recipe is stale."""
     metrics = run_files.read_metrics(run_dir)
-    return bool(metrics and metrics.get("complete") and metrics["recipe"] == recipe.as_dict())
+    return bool(metrics and metrics.complete and metrics.recipe == recipe.as_dict())

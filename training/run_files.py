@@ -4,16 +4,18 @@
 - `training_state.safetensors`: optimizer buffers and RNG states, so a run resumes exactly
   from its last finished epoch; with a weight average (EMA), also the trained weights, since
   `weights.safetensors` then holds the average.
-- `metrics.json`: per-epoch history, final accuracy, timings, device, versions, recipe, commit.
+- `metrics.json`: a `RunMetrics` record: per-epoch history, final accuracy, timings, device,
+  versions, recipe, commit. Training writes it, `python -m training report` and export read it.
 - `curves.png`: accuracy and loss per epoch.
 """
 
 from __future__ import annotations
 
-import json
 import subprocess
 from pathlib import Path
+from typing import Any
 
+import msgspec
 import torch
 import torch.nn as nn
 from safetensors.torch import load_file, save_file
@@ -71,14 +73,62 @@ def load_training_state(path: Path, model: nn.Module, optimizer: torch.optim.Opt
     generator.set_state(tensors["rng/data"])
 
 
-def read_metrics(run_dir: Path) -> dict | None:
+class EpochRecord(msgspec.Struct):
+    epoch: int
+    train_loss: float  # on the augmented training images, during the epoch
+    train_accuracy: float
+    test_loss: float  # of the saved model (the weight average, if the recipe keeps one), no TTA
+    test_accuracy: float
+    lr_end: float
+    train_seconds: float
+    seconds: float  # the epoch's wall time, evaluation included
+    images_per_second: float
+
+
+class ChoiceEvaluation(msgspec.Struct):
+    """One recipe choice measured on the finished run: which weights, which test-time view."""
+
+    weights: str  # "trained" or "average"
+    tta: str  # "none" or the recipe's test-time augmentation
+    test_loss: float
+    test_accuracy: float
+
+
+class RunMetrics(msgspec.Struct, kw_only=True):
+    """`metrics.json`. Export needs only `id`, `arch` and `dataset`; the rest it copies when present."""
+
+    id: str
+    arch: str
+    dataset: str
+    recipe: dict[str, Any] | None = None  # Recipe.as_dict()
+    budget: str = "full"  # which row of the recipe table: "full" or "cpu"
+    seed: int = 0
+    parameters: int | None = None
+    device: str | None = None  # where it trained; "...; from epoch N: ..." when resumed elsewhere
+    world_size: int = 1
+    precision: str | None = None  # "fp32" or "bf16 autocast", and the memory layout
+    versions: dict[str, str] = msgspec.field(default_factory=dict)
+    git_commit: str | None = None
+    started: str | None = None
+    history: list[EpochRecord] = msgspec.field(default_factory=list)
+    final_evaluation: list[ChoiceEvaluation] | None = None  # the last row is the saved model
+    complete: bool = False
+    epochs_done: int = 0
+    test_accuracy: float | None = None  # of the saved model as exported (TTA included)
+    wall_seconds: float | None = None
+    train_seconds: float | None = None
+    finished: str | None = None
+
+
+def read_metrics(run_dir: Path) -> RunMetrics | None:
+    """The run's record, or None if it has none; a malformed one raises msgspec.ValidationError."""
     path = run_dir / METRICS
-    return json.loads(path.read_text()) if path.exists() else None
+    return msgspec.json.decode(path.read_bytes(), type=RunMetrics) if path.exists() else None
 
 
-def write_metrics(run_dir: Path, metrics: dict) -> None:
+def write_metrics(run_dir: Path, metrics: RunMetrics) -> None:
     tmp = run_dir / (METRICS + ".tmp")
-    tmp.write_text(json.dumps(metrics, indent=2) + "\n")
+    tmp.write_bytes(msgspec.json.format(msgspec.json.encode(metrics), indent=2) + b"\n")
     tmp.replace(run_dir / METRICS)  # atomic: a crash never leaves half a file
 
 
@@ -95,26 +145,26 @@ def git_commit() -> str | None:
     return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
-def plot_curves(run_dir: Path, metrics: dict) -> None:
+def plot_curves(run_dir: Path, metrics: RunMetrics) -> None:
     """Accuracy and loss per epoch, train and test, the two panels of the usual training plot."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    history = metrics["history"]
-    epochs = [h["epoch"] for h in history]
+    history = metrics.history
+    epochs = [h.epoch for h in history]
     fig, (acc_ax, loss_ax) = plt.subplots(1, 2, figsize=(10, 4))
-    acc_ax.plot(epochs, [100 * h["train_accuracy"] for h in history], label="train (augmented)")
-    acc_ax.plot(epochs, [100 * h["test_accuracy"] for h in history], label="test")
+    acc_ax.plot(epochs, [100 * h.train_accuracy for h in history], label="train (augmented)")
+    acc_ax.plot(epochs, [100 * h.test_accuracy for h in history], label="test")
     acc_ax.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
-    loss_ax.plot(epochs, [h["train_loss"] for h in history], label="train (augmented)")
-    loss_ax.plot(epochs, [h["test_loss"] for h in history], label="test")
+    loss_ax.plot(epochs, [h.train_loss for h in history], label="train (augmented)")
+    loss_ax.plot(epochs, [h.test_loss for h in history], label="test")
     loss_ax.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
     for ax in (acc_ax, loss_ax):
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.suptitle(f"{metrics['id']}: {100 * history[-1]['test_accuracy']:.2f} % test accuracy")
+    fig.suptitle(f"{metrics.id}: {100 * history[-1].test_accuracy:.2f} % test accuracy")
     fig.tight_layout()
     fig.savefig(run_dir / CURVES, dpi=100)
     plt.close(fig)

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from random_runs import fabricate_run
+from testkit.random_runs import fabricate_run
 
 from training.datasets import Split, load_split
 

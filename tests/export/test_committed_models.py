@@ -18,15 +18,11 @@ from export.onnx_export import read_metadata, sha256_file
 from modelrepo.card import metadata_dict, read_card
 from modelrepo.layout import MODEL_FILE
 from training.datasets import DATASETS
+from modelrepo.starter import GIT_ONNX_BUDGET_BYTES, STARTER_SET
 from training.recipes import TRAIN_ALL, model_id
 
 ROOT = Path(__file__).parents[2]
 MODELS = ROOT / "models"
-# The starter set: the MNIST matrix and LeNet-5 on CIFAR-10, plus the CIFAR-10 models of
-# the matrix whose ONNX file is under 5 MB (NIN, 3.9 MB), at most 20 MB of ONNX in git.
-STARTER = [model_id(a, d) for a, d in TRAIN_ALL if d == "mnist"] + ["lenet5-cifar10", "nin-cifar10"]
-SMALL_CIFAR_BYTES = 5_000_000
-GIT_ONNX_BUDGET_BYTES = 20_000_000
 FULL_TEST_SET = 10_000  # both MNIST and CIFAR-10
 
 
@@ -43,17 +39,23 @@ def committed_models() -> list[Path]:
 COMMITTED = committed_models()
 
 
-@pytest.mark.parametrize("model", STARTER)
+@pytest.mark.parametrize("model", STARTER_SET)
 def test_the_starter_model_is_committed(model):
     assert model in {p.name for p in COMMITTED}, (
         f"{model} is not in git: make train MODEL=... DATASET=..., make export MODEL={model}, commit models/{model}")
 
 
-def test_committed_onnx_fits_the_git_budget():
+def test_git_holds_the_starter_set_and_nothing_else_within_the_budget():
     sizes = {p.name: (p / MODEL_FILE).stat().st_size for p in COMMITTED}
+    assert set(sizes) == set(STARTER_SET), "models/ in git must be the starter set (modelrepo/starter.py)"
     assert sum(sizes.values()) <= GIT_ONNX_BUDGET_BYTES
-    extra = [name for name in sizes if name not in STARTER]
-    assert all(name.endswith("-cifar10") and sizes[name] < SMALL_CIFAR_BYTES for name in extra), sizes
+
+
+def test_gitignore_keeps_every_other_model_out_of_git():
+    ignored = subprocess.run(["git", "check-ignore", "--no-index", "models/alexnet-cifar10/card.json",
+                              *(f"models/{m}/card.json" for m in STARTER_SET)],
+                             cwd=ROOT, capture_output=True, text=True).stdout.split()
+    assert ignored == ["models/alexnet-cifar10/card.json"], "a model outside the starter set must be ignored"
 
 
 @pytest.mark.parametrize("folder", COMMITTED, ids=lambda p: p.name)

@@ -116,7 +116,7 @@ def test_republishing_replaces_the_folder(make_run, repo):
     run_dir = make_run("cnn", "mnist", test_accuracy=0.5)
     publish_fixture(run_dir, repo)
     metrics = run_files.read_metrics(run_dir)
-    run_files.write_metrics(run_dir, {**metrics, "test_accuracy": 0.75})
+    run_files.write_metrics(run_dir, msgspec.structs.replace(metrics, test_accuracy=0.75))
     folder = publish_fixture(run_dir, repo)
     assert read_card(folder).test_accuracy == 0.75
     assert sorted(p.name for p in repo.iterdir()) == ["cnn-mnist"]
@@ -131,7 +131,7 @@ def test_republishing_replaces_the_folder(make_run, repo):
 ])
 def test_runs_that_cannot_be_exported_are_refused(make_run, repo, metrics, problem):
     run_dir = make_run("cnn", "mnist")
-    run_files.write_metrics(run_dir, {**run_files.read_metrics(run_dir), **metrics})
+    run_files.write_metrics(run_dir, msgspec.structs.replace(run_files.read_metrics(run_dir), **metrics))
     with pytest.raises(RunNotReady, match=problem):
         publish_fixture(run_dir, repo)
     assert not repo.exists()
@@ -140,7 +140,7 @@ def test_runs_that_cannot_be_exported_are_refused(make_run, repo, metrics, probl
 def test_missing_metrics_keys_are_named(make_run, repo):
     run_dir = make_run("cnn", "mnist")
     (run_dir / run_files.METRICS).write_text(json.dumps({"id": "cnn-mnist"}))
-    with pytest.raises(RunNotReady, match="missing arch, dataset"):
+    with pytest.raises(RunNotReady, match="missing required field `arch`"):
         publish_fixture(run_dir, repo)
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from live_server import Server, running_server
-from random_runs import publish_random_models
+from testkit.live_server import Server, running_server
+from testkit.random_runs import publish_random_models
 
 
 @pytest.fixture(scope="session")

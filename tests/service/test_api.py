@@ -6,8 +6,9 @@ import json
 from pathlib import Path
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 import pytest
-from fixture_images import cifar_test, encode, mnist_test
+from testkit.fixture_images import cifar_test, encode, mnist_test
 from PIL import Image
 
 from service.predict import top_classes
@@ -120,18 +121,25 @@ def test_health(client: httpx.Client) -> None:
 
 
 def test_metrics_count_requests_per_model(client: httpx.Client) -> None:
-    def count(text: str) -> float:
-        line = 'cnnzoo_requests_total{endpoint="predict",model="lenet5-cifar10",status="200"}'
-        return next((float(l.split()[-1]) for l in text.splitlines() if l.startswith(line)), 0.0)
+    def samples(text: str) -> dict[tuple[str, frozenset], float]:
+        """(sample name, labels) -> value, parsed as Prometheus itself parses the exposition."""
+        return {(sample.name, frozenset(sample.labels.items())): sample.value
+                for family in text_string_to_metric_families(text) for sample in family.samples}
 
-    before = count(client.get("/metrics").text)
+    ok = ("cnnzoo_requests_total", frozenset({"endpoint": "predict", "model": "lenet5-cifar10", "status": "200"}.items()))
+    before = samples(client.get("/metrics").text)
     predict(client, encode(Image.fromarray(cifar_test()[0][0])), "lenet5-cifar10")
     response = client.get("/metrics")
     assert response.headers["content-type"].startswith("text/plain")
-    assert count(response.text) == before + 1
-    for family in ("cnnzoo_errors_total", "cnnzoo_request_duration_seconds_bucket",
-                   "cnnzoo_inference_duration_seconds_bucket", "cnnzoo_batch_size_bucket", "cnnzoo_model_ready"):
-        assert family in response.text
+    after = samples(response.text)
+    assert after[ok] == before.get(ok, 0.0) + 1
+    names = {name for name, _ in after}
+    assert {"cnnzoo_request_duration_seconds_bucket", "cnnzoo_inference_duration_seconds_bucket",
+            "cnnzoo_batch_size_bucket", "cnnzoo_model_ready"} <= names
+    assert after[("cnnzoo_model_ready", frozenset({"model": "lenet5-cifar10", "provider": "CPUExecutionProvider"}.items()))] == 1.0
+    client.post("/predict/lenet5-cifar10", content=b"", headers={"Content-Type": "image/png"})
+    errors = samples(client.get("/metrics").text)
+    assert errors[("cnnzoo_errors_total", frozenset({"model": "lenet5-cifar10", "error": "empty_body"}.items()))] >= 1
 
 
 def test_openapi_shows_the_shapes(client: httpx.Client) -> None:

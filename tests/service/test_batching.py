@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fixture_images import encode, mnist_test
+from testkit.fixture_images import encode, mnist_test
 
 from service import repository
 from service.batching import Batcher, BatcherStopped

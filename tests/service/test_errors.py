@@ -13,7 +13,7 @@ import time
 import httpx
 import numpy as np
 import pytest
-from fixture_images import encode, mnist_test
+from testkit.fixture_images import encode, mnist_test
 from PIL import Image
 
 DIGIT = encode(mnist_test()[0][0])  # a real MNIST "7" as PNG

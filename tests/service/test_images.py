@@ -6,7 +6,7 @@ import io
 
 import numpy as np
 import pytest
-from fixture_images import encode, mnist_test
+from testkit.fixture_images import encode, mnist_test
 from PIL import Image
 
 from service.errors import CorruptImage, TooManyPixels, UnsupportedImage

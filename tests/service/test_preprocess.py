@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from fixture_images import cifar_test, encode, ink_on_paper, mnist_test, photo_of_paper
+from testkit.fixture_images import cifar_test, encode, ink_on_paper, mnist_test, photo_of_paper
 from PIL import Image
 
 from service.preprocess import InputSpec, digit_field, preprocess
+from training.datasets import DATASETS
 
-MNIST_SPEC = InputSpec(kind="digit", channels=1, height=28, width=28, mean=(0.1307,), std=(0.3081,))
-CIFAR_SPEC = InputSpec(kind="photo", channels=3, height=32, width=32,
-                       mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616))
+MNIST, CIFAR = DATASETS["mnist"], DATASETS["cifar10"]  # the statistics training normalised with
+MNIST_SPEC = InputSpec(kind="digit", channels=1, height=28, width=28, mean=MNIST.mean, std=MNIST.std)
+CIFAR_SPEC = InputSpec(kind="photo", channels=3, height=32, width=32, mean=CIFAR.mean, std=CIFAR.std)
 LIMIT = 40_000_000
 
 
@@ -70,7 +71,7 @@ def test_a_blank_page_gives_an_empty_field() -> None:
 def test_digit_input_is_normalised_with_the_cards_mean_and_std() -> None:
     x = preprocess(encode(mnist_test()[0][0]), MNIST_SPEC, LIMIT)
     assert x.shape == (1, 28, 28) and x.dtype == np.float32
-    assert x.min() == pytest.approx(-0.1307 / 0.3081, abs=1e-6)  # the black background
+    assert x.min() == pytest.approx(-MNIST.mean[0] / MNIST.std[0], abs=1e-6)  # the black background
 
 
 def test_a_32px_photo_passes_unchanged_but_for_mean_and_std() -> None:

@@ -14,9 +14,10 @@ import time
 from pathlib import Path
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 import pytest
-from fixture_images import encode, mnist_test
-from live_server import REPO_ROOT, running_server
+from testkit.fixture_images import encode, mnist_test
+from testkit.live_server import REPO_ROOT, running_server
 
 from service.predict import top_classes
 from service.preprocess import preprocess
@@ -79,7 +80,11 @@ def test_a_corrupt_model_is_unavailable_and_the_others_serve(repo_copy: Path, tm
         assert "sha256" in refused.json()["detail"]
         served = http.post("/predict/cnn-mnist", content=encode(mnist_test()[0][0]), headers=PNG)
         assert served.status_code == 200
-        assert 'cnnzoo_model_ready{model="lenet5-cifar10",provider="none"} 0.0' in http.get("/metrics").text
+        ready_gauge = {tuple(sorted(s.labels.items())): s.value
+                       for f in text_string_to_metric_families(http.get("/metrics").text)
+                       if f.name == "cnnzoo_model_ready" for s in f.samples}
+        assert ready_gauge == {(("model", "cnn-mnist"), ("provider", "CPUExecutionProvider")): 1.0,
+                               (("model", "lenet5-cifar10"), ("provider", "none")): 0.0}
 
 
 def test_no_loadable_model_means_not_ready(repo_copy: Path, tmp_path: Path) -> None:

@@ -16,12 +16,13 @@ from collections.abc import Iterator
 import httpx
 import numpy as np
 import pytest
-from fixture_images import cifar_test, encode, ink_on_paper, mnist_test, photo_of_paper
-from live_server import REPO_ROOT, Server, running_server
+from modelrepo.starter import STARTER_SET
+from testkit.fixture_images import cifar_test, encode, ink_on_paper, mnist_test, photo_of_paper
+from testkit.live_server import REPO_ROOT, Server, running_server
 
 MODELS = REPO_ROOT / "models"
-STARTER_MNIST = ("cnn-mnist", "lenet5-mnist", "inception-mnist", "residual-mnist", "preact-residual-mnist")
-STARTER_CIFAR = ("lenet5-cifar10", "nin-cifar10")
+STARTER_MNIST = tuple(m for m in STARTER_SET if m.endswith("-mnist"))
+STARTER_CIFAR = tuple(m for m in STARTER_SET if m.endswith("-cifar10"))
 MIN_DIGIT_ACCURACY = 0.97
 DRAWN_SAMPLE = 200  # large canvases cost ~10 ms each to preprocess: a sample is enough for 97 %
 CHUNK = 50  # images per batch request

@@ -111,3 +111,12 @@ def test_registry_names_the_whole_matrix() -> None:
 def test_unknown_architecture_is_a_clear_error() -> None:
     with pytest.raises(KeyError, match="unknown architecture 'resnet19'"):
         build_model("resnet19", 3, 32, 10)
+
+
+def test_every_architecture_module_registers_something() -> None:
+    from training.architectures import ARCHITECTURE_MODULES
+
+    registered_by = {arch.factory.__module__ for arch in architectures().values()}
+    silent = [m.__name__ for m in ARCHITECTURE_MODULES if m.__name__ not in registered_by]
+    assert not silent, f"modules that register no architecture: {silent}"
+    assert len(ARCHITECTURE_MODULES) >= 6

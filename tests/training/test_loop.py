@@ -2,34 +2,20 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-import training.loop
 from training import run_files
 from training.datasets import load_split
-from training.loop import train
+from training.devices import cpu_model
+from training.loop import device_history, train
 from training.recipes import Recipe
 
 # Small and quick: 2,000 real training digits, 5 epochs of the 2-conv CNN.
 QUICK = Recipe(epochs=5, batch_size=64, lr=0.05, augmentation="none")
-
-
-def train_until_first_checkpoint(monkeypatch, *args, **kwargs) -> None:
-    """Run `train` until it has written its first epoch's checkpoint, then interrupt it."""
-    real_checkpoint = training.loop._checkpoint
-
-    def crash_after_first_epoch(*a, **kw):
-        real_checkpoint(*a, **kw)
-        raise KeyboardInterrupt
-
-    with monkeypatch.context() as patched, pytest.raises(KeyboardInterrupt):
-        patched.setattr(training.loop, "_checkpoint", crash_after_first_epoch)
-        train(*args, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -49,45 +35,46 @@ def quick_run(mnist, tmp_path_factory):
 def test_a_short_real_run_learns_digits(quick_run) -> None:
     _, run = quick_run
     # 500 real test digits: chance is 10 %; a loop that does not learn stays near it.
-    assert run.metrics["test_accuracy"] >= 0.93
-    losses = [h["train_loss"] for h in run.metrics["history"]]
+    assert run.metrics.test_accuracy >= 0.93
+    losses = [h.train_loss for h in run.metrics.history]
     assert losses[-1] < 0.5 * losses[0]
 
 
 def test_the_run_folder_holds_weights_metrics_and_curves(quick_run) -> None:
     run_dir, run = quick_run
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert metrics["complete"] and metrics["epochs_done"] == 5
-    assert [h["epoch"] for h in metrics["history"]] == [1, 2, 3, 4, 5]
-    assert metrics["recipe"] == QUICK.as_dict()
-    assert metrics["device"].startswith("cpu") and metrics["versions"]["torch"] == torch.__version__
-    assert metrics["wall_seconds"] > 0 and metrics["history"][0]["images_per_second"] > 0
+    metrics = run_files.read_metrics(run_dir)  # decoding it as RunMetrics type-checks every field
+    assert metrics == run.metrics
+    assert metrics.complete and metrics.epochs_done == 5
+    assert [h.epoch for h in metrics.history] == [1, 2, 3, 4, 5]
+    assert metrics.recipe == QUICK.as_dict()
+    assert metrics.device.startswith("cpu") and metrics.versions["torch"] == torch.__version__
+    assert metrics.wall_seconds > 0 and metrics.history[0].images_per_second > 0
     weights = load_file(str(run_dir / "weights.safetensors"))  # safetensors: no pickle involved
     assert set(weights) == set(run.model.state_dict())
     assert (run_dir / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_an_interrupted_run_resumes_to_the_same_weights(mnist, tmp_path: Path, monkeypatch) -> None:
+def test_an_interrupted_run_resumes_to_the_same_weights(mnist, tmp_path: Path) -> None:
     recipe = Recipe(epochs=2, batch_size=100, lr=0.05, augmentation="affine")
     kwargs = dict(train_split=mnist[0], test_split=mnist[1], progress=False)
     straight = train("cnn", "mnist", recipe, runs_dir=tmp_path / "straight", **kwargs)
 
-    train_until_first_checkpoint(monkeypatch, "cnn", "mnist", recipe, runs_dir=tmp_path / "resumed", **kwargs)
-    assert run_files.read_metrics(tmp_path / "resumed" / "cnn-mnist")["epochs_done"] == 1
+    train("cnn", "mnist", recipe, runs_dir=tmp_path / "resumed", stop_after=1, **kwargs)  # as if interrupted
+    assert run_files.read_metrics(tmp_path / "resumed" / "cnn-mnist").epochs_done == 1
 
     resumed = train("cnn", "mnist", recipe, runs_dir=tmp_path / "resumed", **kwargs)
-    assert [h["epoch"] for h in resumed.metrics["history"]] == [1, 2]
+    assert [h.epoch for h in resumed.metrics.history] == [1, 2]
     for name, value in straight.model.state_dict().items():
         assert torch.equal(value, resumed.model.state_dict()[name]), name
-    assert resumed.metrics["test_accuracy"] == straight.metrics["test_accuracy"]
+    assert resumed.metrics.test_accuracy == straight.metrics.test_accuracy
 
 
 def test_a_changed_recipe_starts_afresh(mnist, tmp_path: Path) -> None:
     kwargs = dict(runs_dir=tmp_path, train_split=mnist[0], test_split=mnist[1], progress=False)
     train("lenet5", "mnist", Recipe(epochs=1, batch_size=200, lr=0.05), **kwargs)
     again = train("lenet5", "mnist", Recipe(epochs=1, batch_size=250, lr=0.05), **kwargs)
-    assert len(again.metrics["history"]) == 1
-    assert again.metrics["recipe"]["batch_size"] == 250
+    assert len(again.metrics.history) == 1
+    assert again.metrics.recipe["batch_size"] == 250
 
 
 def test_train_all_skips_only_runs_finished_with_the_current_recipe(quick_run) -> None:
@@ -101,16 +88,16 @@ def test_train_all_skips_only_runs_finished_with_the_current_recipe(quick_run) -
     assert not is_trained(run_dir.parent / "lenet5-mnist", QUICK), "no run at all"
 
 
-def test_a_run_resumed_elsewhere_records_both_devices(mnist, tmp_path: Path, monkeypatch) -> None:
-    recipe = Recipe(epochs=2, batch_size=250, lr=0.05)
-    kwargs = dict(runs_dir=tmp_path, train_split=mnist[0], test_split=mnist[1], progress=False)
+def test_a_run_resumed_elsewhere_records_both_devices() -> None:
+    first = "cpu (AMD EPYC, 2 threads)"
+    assert device_history(None, 0, first) == first
+    assert device_history(first, 3, first) == first, "resumed where it ran: nothing to add"
+    moved = device_history(first, 3, "cpu (AMD EPYC, 1 thread)")
+    assert moved == "cpu (AMD EPYC, 2 threads); from epoch 4: cpu (AMD EPYC, 1 thread)"
+    assert device_history(moved, 5, "cuda (NVIDIA H200)").endswith("; from epoch 6: cuda (NVIDIA H200)")
+
+
+def test_the_loop_records_where_it_trains(quick_run) -> None:
+    _, run = quick_run
     threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(2)
-        train_until_first_checkpoint(monkeypatch, "lenet5", "mnist", recipe, **kwargs)
-        torch.set_num_threads(1)
-        resumed = train("lenet5", "mnist", recipe, **kwargs)
-    finally:
-        torch.set_num_threads(threads)
-    assert "2 threads" in resumed.metrics["device"]
-    assert "from epoch 2: cpu (" in resumed.metrics["device"] and "1 thread)" in resumed.metrics["device"]
+    assert run.metrics.device == f"cpu ({cpu_model()}, {threads} thread{'s' if threads > 1 else ''})"

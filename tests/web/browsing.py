@@ -7,10 +7,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from live_server import REPO_ROOT, Server
+from modelrepo.starter import STARTER_SET
+from testkit.live_server import REPO_ROOT, Server
 
 # The starter models committed in models/: every digit model must read the drawn digits.
-DIGIT_MODELS = ("cnn-mnist", "lenet5-mnist", "inception-mnist", "residual-mnist", "preact-residual-mnist")
+DIGIT_MODELS = tuple(m for m in STARTER_SET if m.endswith("-mnist"))
 PHOTO_MODEL = "lenet5-cifar10"
 ARTIFACTS = REPO_ROOT / "test-artifacts" / "web"
 DESKTOP = {"viewport": {"width": 1280, "height": 900}}

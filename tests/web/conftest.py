@@ -8,16 +8,14 @@ how to get them. Screenshots go to test-artifacts/web/ (ignored by git).
 from __future__ import annotations
 
 import shutil
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-# The service tests' real-server and real-image helpers, shared rather than copied.
-sys.path.insert(0, str(Path(__file__).parent.parent / "service"))
-from browsing import DESKTOP, DIGIT_MODELS, PHONE, PHOTO_MODEL, Visit, open_page  # noqa: E402
-from live_server import REPO_ROOT, Server, running_server  # noqa: E402
+from browsing import DESKTOP, DIGIT_MODELS, PHONE, PHOTO_MODEL, Visit, open_page
+
+from testkit.live_server import REPO_ROOT, Server, running_server
 
 MODELS = REPO_ROOT / "models"
 # Browser builds cannot be downloaded here: Playwright drives the distribution's Chromium.

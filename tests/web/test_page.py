@@ -17,9 +17,9 @@ from pathlib import Path
 import httpx
 import pytest
 from browsing import DESKTOP, DIGIT_MODELS, PHOTO_MODEL, Visit, open_page
-from fixture_images import cifar_test, encode
+from testkit.fixture_images import cifar_test, encode
 from handwriting import DIGITS, draw_with_mouse, draw_with_touch
-from live_server import Server, running_server
+from testkit.live_server import Server, running_server
 
 try:
     from playwright.sync_api import expect

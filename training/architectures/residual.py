@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from training.architectures.common import flat_features
+from training.architectures._common import flat_features
 from training.registry import register
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from training.architectures.common import flat_features
+from training.architectures._common import flat_features
 from training.registry import register
 
 

@@ -15,7 +15,7 @@ from torchvision.models.googlenet import BasicConv2d, GoogLeNet
 from torchvision.models.resnet import BasicBlock, ResNet
 from torchvision.models.vgg import VGG, cfgs, make_layers
 
-from training.architectures.common import flat_features
+from training.architectures._common import flat_features
 from training.registry import register
 
 

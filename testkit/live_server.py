@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 
-REPO_ROOT = Path(__file__).parent.parent.parent
+REPO_ROOT = Path(__file__).resolve().parent.parent
 STARTUP_TIMEOUT_S = 120
 
 

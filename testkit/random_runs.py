@@ -17,7 +17,7 @@ from training.registry import build_model
 
 
 def fabricate_run(runs_dir: Path, arch: str, dataset: str, *, seed: int = 0, **metrics) -> Path:
-    """runs_dir/<id>/ with random weights and the minimal metrics.json the exporter reads."""
+    """runs_dir/<id>/ with random weights and the smallest finished metrics.json the exporter reads."""
     spec = DATASETS[dataset]
     channels, size, _ = spec.input_shape
     torch.manual_seed(seed)
@@ -26,7 +26,8 @@ def fabricate_run(runs_dir: Path, arch: str, dataset: str, *, seed: int = 0, **m
     run_dir = runs_dir / run_id
     run_dir.mkdir(parents=True)
     run_files.save_weights(model, run_dir / run_files.WEIGHTS, {"id": run_id})
-    run_files.write_metrics(run_dir, {"id": run_id, "arch": arch, "dataset": dataset, **metrics})
+    metrics.setdefault("complete", True)
+    run_files.write_metrics(run_dir, run_files.RunMetrics(id=run_id, arch=arch, dataset=dataset, **metrics))
     return run_dir
 
 

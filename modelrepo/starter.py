@@ -1,0 +1,12 @@
+"""The starter set: the models committed in git, so that a fresh clone serves real predictions
+with no training, no GPU and no network. Everything else in `models/` is made by
+`make train-all && make export-all` and stays out of git (.gitignore lists the same set; a
+test keeps the two in step)."""
+
+STARTER_SET = (
+    # the whole MNIST matrix: small (under 1 MB each)
+    "cnn-mnist", "lenet5-mnist", "inception-mnist", "residual-mnist", "preact-residual-mnist",
+    # CIFAR-10: LeNet-5 and Network-in-Network, the matrix's nets under 5 MB in fp32
+    "lenet5-cifar10", "nin-cifar10",
+)
+GIT_ONNX_BUDGET_BYTES = 60_000_000  # all the starter set's ONNX files together
