@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "web"))
+sys.path.append(str(Path(__file__).resolve().parent.parent / "tests" / "web"))
 from handwriting import DIGITS, HABITS, Stroke, render_like_the_page  # noqa: E402  the browser tests' strokes
 
 # Stroke width is changed on the digit enlarged 4x (112 px, as a larger scan or drawing would

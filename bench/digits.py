@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "bench"), str(ROOT / "tests" / "service")]
+sys.path += [str(ROOT / "bench"), str(ROOT / "tests" / "service")]  # appended: never shadowing the service package
 
 from digit_conditions import BY_NAME, CONDITIONS, Condition  # noqa: E402
 from fixture_images import read_idx  # noqa: E402

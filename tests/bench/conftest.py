@@ -1,4 +1,7 @@
-"""The benchmark scripts' modules (bench/) and the service tests' helpers, importable here."""
+"""The benchmark scripts' modules (bench/) and the service tests' helpers, importable here.
+
+Appended, not prepended: bench/service.py must never shadow the `service` package.
+"""
 
 from __future__ import annotations
 
@@ -6,4 +9,4 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent.parent
-sys.path[:0] = [str(ROOT / "bench"), str(ROOT / "tests" / "service")]
+sys.path += [str(ROOT / "bench"), str(ROOT / "tests" / "service")]
