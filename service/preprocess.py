@@ -90,6 +90,14 @@ def normalise(pixels: np.ndarray, spec: InputSpec) -> np.ndarray:
     return spec.normalised_levels[np.arange(spec.channels)[:, None, None], chw]
 
 
+def to_pixels(x: np.ndarray, spec: InputSpec) -> np.ndarray:
+    """`normalise` undone: C×H×W model input -> 8-bit H×W (one channel) or H×W×C pixels."""
+    mean = np.array(spec.mean, np.float32)[:, None, None]
+    std = np.array(spec.std, np.float32)[:, None, None]
+    pixels = np.clip(np.rint((x * std + mean) * 255), 0, 255).astype(np.uint8)
+    return pixels[0] if spec.channels == 1 else pixels.transpose(1, 2, 0)
+
+
 def photo_field(image: Image.Image, height: int, width: int) -> np.ndarray:
     """Resize to the input size (Lanczos, so shrinking is anti-aliased): H×W×C, 8-bit."""
     if image.size != (width, height):
