@@ -161,14 +161,23 @@ def model_table(model: str, runs: list[Run]) -> str:
     return f"#### {model}\n\n" + "\n".join(rows)
 
 
-def overview(run: Run, card_accuracy: dict[str, float]) -> str:
-    rows = ["| model | card (PyTorch/ORT, no preprocessing) | clean through the service | mean of the rest | worst |",
-            "| --- | ---: | ---: | ---: | --- |"]
-    for model, by_condition in run.scores.items():
-        worst, worst_accuracy, mean = summary(by_condition)
+def overview(runs: list[Run], card_accuracy: dict[str, float]) -> str:
+    """Markdown: per model, the card's accuracy, then each run's clean accuracy through the
+    service, mean over the other conditions and worst condition."""
+    header = "| model | card (PyTorch/ORT, no preprocessing) | " + " | ".join(
+        f"{run.label}: clean · mean · worst" for run in runs) + " |"
+    rows = [header, "| --- | ---: |" + " --- |" * len(runs)]
+    for model in runs[-1].scores:
+        cells = []
+        for run in runs:
+            if model not in run.scores:
+                cells.append("–")
+                continue
+            worst, worst_accuracy, mean = summary(run.scores[model])
+            cells.append(f"{percent(run.scores[model]['clean'].accuracy)} · {percent(mean)} · "
+                         f"{worst} {percent(worst_accuracy)}")
         card = card_accuracy.get(model)
-        rows.append(f"| {model} | {percent(card) if card is not None else '–'} | {percent(by_condition['clean'].accuracy)} "
-                    f"| {percent(mean)} | {worst} {percent(worst_accuracy)} |")
+        rows.append(f"| {model} | {percent(card) if card is not None else '–'} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
 
@@ -212,7 +221,9 @@ def main() -> int:
                for label, path in (item.split("=", 1) for item in args.compare)]
 
     started = time.perf_counter()
-    print(f"machine: {machine()}", flush=True)
+    meta = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(),
+            "digits": args.digits, "seed": args.seed}
+    print(f"machine: {meta['machine']}", flush=True)
     digits, labels = mnist_test_digits(args.data_dir)
     files = benchmark_files(digits, labels, args.digits, args.seed, names)
     print(f"{sum(len(f) for f, _ in files.values())} images in {len(files)} conditions made in "
@@ -220,14 +231,12 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-digits-") as tmp:
         with running_server(args.models_dir, Path(tmp)) as server:
             scores = measure(server, models, files)
-    run = Run(args.label, scores, {
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(),
-        "digits": args.digits, "seed": args.seed, "seconds": round(time.perf_counter() - started)})
+    run = Run(args.label, scores, {**meta, "seconds": round(time.perf_counter() - started)})
     cards = {m: json.loads((args.models_dir / m / "card.json").read_text()).get("test_accuracy") for m in models}
 
     report = [f"Conditions (clean: all {len(digits):,} test digits; others: a seeded sample of "
               f"{min(args.digits, len(digits)):,}, seed {args.seed}):", "", conditions_table(names), "",
-              overview(run, cards), ""]
+              overview([*earlier, run], cards), ""]
     report += [model_table(model, [*[r for r in earlier if model in r.scores], run]) + "\n" for model in models]
     text = "\n".join(report)
     print("\n" + text)
