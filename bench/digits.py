@@ -29,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,7 +37,7 @@ sys.path += [str(ROOT / "bench"), str(ROOT / "tests" / "service")]  # appended: 
 
 from digit_conditions import BY_NAME, CONDITIONS, Condition  # noqa: E402
 from fixture_images import read_idx  # noqa: E402
-from live_server import running_server  # noqa: E402
+from live_server import Server, running_server  # noqa: E402
 
 PER_REQUEST = 64  # the service's default CNNZOO_MAX_BATCH_IMAGES
 IN_FLIGHT = 2  # requests at once: one is answered while the next is encoded and sent
@@ -94,7 +95,7 @@ def benchmark_files(digits: np.ndarray, labels: np.ndarray, sample: int, seed: i
     return files
 
 
-def classify(http, model: str, files: list[bytes], pool: ThreadPoolExecutor) -> tuple[list[int], int]:
+def classify(http: httpx.Client, model: str, files: list[bytes], pool: ThreadPoolExecutor) -> tuple[list[int], int]:
     """Predicted class of every file (-1 where the service refused it) and the refusals."""
     def one_request(chunk: list[bytes]) -> list[dict]:
         response = http.post(f"/predict/{model}/batch", params={"top_k": 1},
@@ -107,9 +108,11 @@ def classify(http, model: str, files: list[bytes], pool: ThreadPoolExecutor) -> 
     return [r.get("index", -1) for r in results], sum("error" in r for r in results)
 
 
-def measure(url_server, models: list[str], files: dict[str, tuple[list[bytes], np.ndarray]]) -> dict[str, dict[str, Score]]:
+def measure(server: Server, models: list[str],
+            files: dict[str, tuple[list[bytes], np.ndarray]]) -> dict[str, dict[str, Score]]:
+    """Every model's score on every condition, through `server`."""
     scores: dict[str, dict[str, Score]] = {}
-    with url_server.client() as http, ThreadPoolExecutor(IN_FLIGHT) as pool:
+    with server.client() as http, ThreadPoolExecutor(IN_FLIGHT) as pool:
         for model in models:
             started = time.perf_counter()
             scores[model] = {}
