@@ -5,6 +5,7 @@
 #   make export-all    publish every trained run into models/ (parity gate first; FORCE=1 republishes)
 #   make export MODEL=<id>  publish one run, e.g. MODEL=cnn-mnist
 #   make bench-engine  ONNX Runtime vs PyTorch eager on the CPU, every architecture
+#   make bench-digits  digit models on real-world degradations of the MNIST test set, through the service
 #   make container-test  build and run the images with podman, end to end (minutes; see README)
 #   make deploy-check  validate deploy/ (Kubernetes and KServe manifests) offline, in seconds
 PYTHON ?= python3
@@ -16,7 +17,7 @@ export DATA_DIR
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: help setup setup-serve serve browser test test-all train train-all export export-all bench bench-train bench-engine bench-service container-test deploy-check clean
+.PHONY: help setup setup-serve serve browser test test-all train train-all export export-all bench bench-train bench-engine bench-service bench-digits container-test deploy-check clean
 
 help:
 	@sed -n '1,/^PYTHON/p' Makefile | grep '^#' | sed 's/^# \{0,1\}//'
@@ -76,6 +77,11 @@ serve: $(VENV)/.serve
 # Real servers and a load generator in another process (wrk if installed); prints the figures.
 bench-service: $(VENV)/.dev
 	$(BIN)/python bench/service.py
+
+# Accuracy, not timing: every digit model of models/ on the conditions of bench/digit_conditions.py,
+# each image sent over HTTP to a real server. BENCH_DIGITS_ARGS="--digits 200 --markdown out.md" etc.
+bench-digits: $(VENV)/.dev
+	$(BIN)/python bench/digits.py $(BENCH_DIGITS_ARGS)
 
 bench: bench-train bench-engine bench-service
 

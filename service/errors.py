@@ -45,6 +45,12 @@ class ModelUnavailable(ServiceError):
     status_code, code = 503, "model_unavailable"
 
 
+class BadParameter(ServiceError):
+    """A query parameter whose value the service does not know (`?include=everything`)."""
+
+    status_code, code = 400, "bad_request"
+
+
 class EmptyBody(ServiceError):
     status_code, code = 400, "empty_body"
 

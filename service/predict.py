@@ -8,24 +8,28 @@ Anything larger is decoded in a worker thread, so the loop never stalls on it.
 from __future__ import annotations
 
 import asyncio
+import base64
+import io
 import time
 from concurrent.futures import Executor
 
 import numpy as np
+from PIL import Image
 
 from service.batching import BatcherStopped
 from service.catalog import Serving
 from service.errors import EmptyBody, ModelUnavailable
 from service.images import open_image
-from service.preprocess import preprocess_image
+from service.preprocess import InputSpec, preprocess_image, to_pixels
 from service.schemas import ClassScore, Prediction, Timings
 
 INLINE_DECODE_PIXELS = 64 * 64
 
 
 async def predict_image(serving: Serving, data: bytes, top_k: int, *, executor: Executor,
-                        max_pixels: int, started: float) -> Prediction:
-    """Classify one encoded image; `started` is when the request reached the handler."""
+                        max_pixels: int, started: float, include_input: bool = False) -> Prediction:
+    """Classify one encoded image; `started` is when the request reached the handler.
+    `include_input` adds the model's input as a PNG (`Prediction.input_png`)."""
     model = serving.model
     if not data:
         raise EmptyBody("the image is empty (0 bytes)")
@@ -41,11 +45,20 @@ async def predict_image(serving: Serving, data: bytes, top_k: int, *, executor: 
     except BatcherStopped as err:
         raise ModelUnavailable(f"model {model.id!r} is shutting down") from err
     scores = top_classes(probabilities, model.card.classes, top_k)
+    seen = input_png(x, model.spec) if include_input else None
     return Prediction(
         model=model.id, label=scores[0].label, index=scores[0].index, probability=scores[0].probability,
         top_k=scores, provider=model.provider,
         timings_ms=Timings(decode=_ms(decode_s), queue=_ms(timing.queue_s), inference=_ms(timing.inference_s),
-                           total=_ms(time.perf_counter() - started)))
+                           total=_ms(time.perf_counter() - started)),
+        input_png=seen)
+
+
+def input_png(x: np.ndarray, spec: InputSpec) -> str:
+    """The model's input, rendered back to 8-bit pixels, as a base64 PNG (a few hundred bytes)."""
+    buffer = io.BytesIO()
+    Image.fromarray(to_pixels(x, spec)).save(buffer, "PNG")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def top_classes(probabilities: np.ndarray, classes: list[str], k: int) -> list[ClassScore]:

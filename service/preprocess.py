@@ -8,7 +8,10 @@ row here (and its test).
 Digits follow the procedure MNIST itself used (LeCun et al.): white ink on black, cropped
 to the ink, the longer side scaled to 20 px with anti-aliasing, centred by centre of mass
 in a 28x28 field. So a photo of a digit on paper, or a large off-centre drawing, reaches
-the model looking like an MNIST digit. Photos are resized to the input size.
+the model looking like an MNIST digit. Around that procedure, what users send and MNIST never
+held: a page lit unevenly or in shadow has its light divided out first, and strokes far
+thinner, thicker or softer than MNIST's are brought into its range last (service/strokes.py).
+Photos are resized to the input size.
 """
 
 from __future__ import annotations
@@ -19,10 +22,11 @@ from functools import cached_property, lru_cache
 from typing import Literal
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageFilter
 
 from modelrepo.card import Card
 from service.images import load, open_image
+from service.strokes import mnist_strokes
 
 # MNIST's geometry: the digit's bounding box fits 20x20 inside the 28x28 field.
 DIGIT_BOX_FRACTION = 20 / 28
@@ -91,6 +95,14 @@ def normalise(pixels: np.ndarray, spec: InputSpec) -> np.ndarray:
     return spec.normalised_levels[np.arange(spec.channels)[:, None, None], chw]
 
 
+def to_pixels(x: np.ndarray, spec: InputSpec) -> np.ndarray:
+    """`normalise` undone: C×H×W model input -> 8-bit H×W (one channel) or H×W×C pixels."""
+    mean = np.array(spec.mean, np.float32)[:, None, None]
+    std = np.array(spec.std, np.float32)[:, None, None]
+    pixels = np.clip(np.rint((x * std + mean) * 255), 0, 255).astype(np.uint8)
+    return pixels[0] if spec.channels == 1 else pixels.transpose(1, 2, 0)
+
+
 def photo_field(image: Image.Image, height: int, width: int) -> np.ndarray:
     """Resize to the input size (Lanczos, so shrinking is anti-aliased): H×W×C, 8-bit."""
     if image.size != (width, height):
@@ -99,11 +111,12 @@ def photo_field(image: Image.Image, height: int, width: int) -> np.ndarray:
 
 
 # The digit procedure works on 8-bit pixels, as MNIST's own digits were made, with few and
-# whole-array steps: a small digit costs well under a tenth of a millisecond.
+# whole-array steps: a small digit costs about a tenth of a millisecond.
 
 def digit_field(gray: np.ndarray, height: int = 28, width: int = 28) -> np.ndarray:
     """An 8-bit greyscale H×W image of one digit -> an MNIST-style 8-bit height×width field."""
-    levels = _ink_levels(np.bincount(gray.ravel(), minlength=256))
+    gray, light, tones = _page(gray)
+    levels = _ink_levels(gray, light, tones)
     if levels is None:  # a blank page: passed on as a blank field
         return np.zeros((height, width), np.uint8)
     ink = levels.ink[gray]
@@ -113,7 +126,96 @@ def digit_field(gray: np.ndarray, height: int = 28, width: int = 28) -> np.ndarr
     scale = round(DIGIT_BOX_FRACTION * min(height, width)) / max(digit.size)
     digit = digit.resize((max(1, round(digit.width * scale)), max(1, round(digit.height * scale))),
                          Image.Resampling.LANCZOS)
-    return _centre_by_mass(np.asarray(digit), height, width)
+    return _centre_by_mass(mnist_strokes(np.asarray(digit)), height, width)
+
+
+# --- Polarity and lighting ------------------------------------------------------------------
+# A small image's frame is its background (a thumbnail, a scan, a digit cropped to its box).
+# On a large page lit unevenly the frame may be in shadow and darker than ink in the light, so
+# there the ink is found by local contrast: it is where the page departs most from its blurred
+# self, darker (ink on paper) or lighter (chalk, MNIST). Dark ink on a light page is then divided
+# by the paper's own brightness, which takes out gradients and shadows.
+LARGE_PAGE_PX = 64  # both sides at least this: a page that may be lit unevenly
+PAGE_SIDE_PX = 64  # large pages are judged reduced to about this size (cheap)
+# At that size, a window wider than any stroke (a digit filling the page has strokes of about
+# an eighth of it), so the paper estimate holds no ink.
+PAPER_WINDOW_PX = 11
+EVEN_LIGHT = 0.85  # darkest / brightest paper above this: lit evenly enough, left alone
+# A frame half ink, half background (a digit stretched to fill it) is ambiguous: it counts as
+# light only when clearly so, else MNIST's own polarity is assumed.
+FRAME_LIGHT = 0.6
+
+
+@dataclass(frozen=True)
+class _Tones:
+    """The histogram's median, and the darkest and brightest levels that a few pixels reach
+    (so one speck of dust or one hot pixel does not pass for ink)."""
+
+    median: int
+    darkest: int
+    brightest: int
+
+    @classmethod
+    def of(cls, gray: np.ndarray) -> _Tones:
+        cumulative = np.cumsum(np.bincount(gray.ravel(), minlength=256))
+        pixels = int(cumulative[-1])
+        few = max(4, pixels // 2000)
+        return cls(median=int(np.searchsorted(cumulative, pixels // 2 + 1)),
+                   darkest=int(np.searchsorted(cumulative, few)),
+                   brightest=int(np.searchsorted(cumulative, pixels - few + 1)))
+
+    def is_light(self, level: int, above: float = 0.5) -> bool:
+        """Whether `level` lies above `above` of the way from the darkest to the brightest."""
+        return level > self.darkest + above * (self.brightest - self.darkest)
+
+
+def _frame_level(gray: np.ndarray) -> int:
+    """The median of the image's outer band (a fourteenth of its shorter side, at least 1 px)."""
+    band = max(1, min(gray.shape) // 14)
+    frame = np.concatenate([gray[:band].ravel(), gray[-band:].ravel(),
+                            gray[band:-band, :band].ravel(), gray[band:-band, -band:].ravel()])
+    return int(np.partition(frame, len(frame) // 2)[len(frame) // 2])
+
+
+def _page(gray: np.ndarray) -> tuple[np.ndarray, bool, _Tones]:
+    """(the image, True if its ink is darker than its background, its tones); a large light
+    page comes back with its uneven light taken out."""
+    if min(gray.shape) < LARGE_PAGE_PX:
+        tones = _Tones.of(gray)
+        return gray, tones.is_light(_frame_level(gray), above=FRAME_LIGHT), tones
+    reduced = Image.fromarray(gray)
+    factor = min(gray.shape) // PAGE_SIDE_PX
+    reduced = np.asarray(reduced.reduce(factor) if factor > 1 else reduced)
+    light = _ink_is_dark(reduced)
+    if light:
+        paper = _paper_level(reduced)
+        if paper.min() < EVEN_LIGHT * paper.max():
+            paper = np.asarray(Image.fromarray(paper).resize(gray.shape[::-1], Image.Resampling.BILINEAR), np.float32)
+            gray = np.clip(gray * (255 / np.maximum(paper, 1)), 0, 255).astype(np.uint8)
+    return gray, light, _Tones.of(gray)
+
+
+def _ink_is_dark(reduced: np.ndarray) -> bool:
+    """Whether the strongest local departures from the blurred page are dark ones."""
+    blurred = Image.fromarray(reduced).filter(ImageFilter.GaussianBlur(min(reduced.shape) / 3))
+    departure = reduced.astype(np.float32) - np.asarray(blurred, np.float32)
+    low, high = np.percentile(departure, (0.5, 99.5))
+    return -low > high
+
+
+def _paper_level(reduced: np.ndarray) -> np.ndarray:
+    """The paper's brightness under each pixel: a grey-level closing (the max, then the min, over
+    a PAPER_WINDOW_PX square) fills in every stroke narrower than the window and keeps steps and
+    slopes of the light. Padded once for both steps, so slopes run true to the image's edges."""
+    r = PAPER_WINDOW_PX // 2
+    padded = np.pad(reduced, 2 * r, mode="edge")
+    return _valid_rank(_valid_rank(padded, PAPER_WINDOW_PX, np.maximum), PAPER_WINDOW_PX, np.minimum)
+
+
+def _valid_rank(image: np.ndarray, size: int, pick: np.ufunc) -> np.ndarray:
+    """Max or min over each size×size window that fits (the result is size - 1 smaller), separably."""
+    rows = pick.reduce([image[i:i + image.shape[0] - size + 1] for i in range(size)])
+    return pick.reduce([rows[:, i:i + image.shape[1] - size + 1] for i in range(size)])
 
 
 @dataclass(frozen=True)
@@ -122,20 +224,14 @@ class _Levels:
     sure: np.ndarray  # grey level -> True where it is surely ink (for the bounding box)
 
 
-def _ink_levels(counts: np.ndarray) -> _Levels | None:
-    """From the histogram: lookup tables taking background to 0 and ink to 255, whatever the
-    polarity and lighting; None for a blank page."""
-    cumulative = np.cumsum(counts)
-    pixels = int(cumulative[-1])
-    median = int(np.searchsorted(cumulative, pixels // 2 + 1))
-    light = median > 127  # ink on paper; MNIST is white ink on black
-    # The strongest ink that a few pixels reach, so one dark speck of dust does not pass for it.
-    few = max(4, pixels // 2000)
+def _ink_levels(gray: np.ndarray, light: bool, tones: _Tones) -> _Levels | None:
+    """Lookup tables taking background to 0 and ink to 255 (None for a blank page). The
+    background level is the median, unless ink covers more than half the image (a digit
+    stretched to fill its frame): then it is the frame's."""
+    level = tones.median if tones.is_light(tones.median) == light else _frame_level(gray)
     if light:
-        background, strongest = 255 - median, 255 - int(np.searchsorted(cumulative, few))
-    else:
-        background, strongest = median, int(np.searchsorted(cumulative, pixels - few + 1))
-    return _levels(light, background, strongest)
+        return _levels(light, 255 - level, 255 - tones.darkest)
+    return _levels(light, level, tones.brightest)
 
 
 @lru_cache(maxsize=4096)  # most pages share a few (polarity, background, ink) triples

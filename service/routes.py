@@ -19,8 +19,8 @@ from litestar.params import Parameter
 
 from service import openapi
 from service.catalog import Catalog
-from service.errors import (ClientDisconnected, EmptyBody, ErrorBody, MissingFile, ServiceError, TooManyImages,
-                            UnsupportedMediaType)
+from service.errors import (BadParameter, ClientDisconnected, EmptyBody, ErrorBody, MissingFile, ServiceError,
+                            TooManyImages, UnsupportedMediaType)
 from service.metrics import UNKNOWN_MODEL, Metrics
 from service.predict import predict_image
 from service.preprocess import KINDS
@@ -48,6 +48,10 @@ def _state(request: Request) -> ServiceState:
 
 TopK = Annotated[int, Parameter(ge=1, description="how many classes to return, most probable first "
                                 "(more than the model has: all of them)")]
+INCLUDABLE = ("input",)
+Include = Annotated[str | None, Parameter(description=(
+    "extra fields, comma-separated: `input` adds `input_png`, the model's input after preprocessing "
+    "(the 28x28 digit field or the 32x32 photo) as a base64 PNG"))]
 _ERRORS = {
     400: ResponseSpec(ErrorBody, description="empty body, missing multipart field, bad parameter"),
     404: ResponseSpec(ErrorBody, description="unknown model; the detail names the available ids"),
@@ -60,24 +64,27 @@ _ERRORS = {
 
 @post("/predict/{model:str}", status_code=200, operation_class=openapi.SingleImageOperation,
        responses=_ERRORS, summary="Classify one image")
-async def predict(request: Request, model: str, top_k: TopK = 3) -> Prediction:
+async def predict(request: Request, model: str, top_k: TopK = 3, include: Include = None) -> Prediction:
     started = time.perf_counter()
     state = _state(request)
     with _tracked(state, model, "predict"):
+        include_input = _includes_input(include)
         serving = state.catalog.serving(model)
         data = await _single_image(request)
         return await predict_image(serving, data, top_k, executor=state.executor,
-                                   max_pixels=state.settings.max_image_pixels, started=started)
+                                   max_pixels=state.settings.max_image_pixels, started=started,
+                                   include_input=include_input)
 
 
 @post("/predict/{model:str}/batch", status_code=200, operation_class=openapi.BatchOperation,
       responses=_ERRORS, summary="Classify several images")
-async def predict_batch(request: Request, model: str, top_k: TopK = 3) -> BatchPrediction:
+async def predict_batch(request: Request, model: str, top_k: TopK = 3, include: Include = None) -> BatchPrediction:
     """One multipart request, any number of file parts (repeat the field `files`). Each image
     gets its own answer in upload order; a bad image gets its own error entry in its place."""
     started = time.perf_counter()
     state = _state(request)
     with _tracked(state, model, "batch"):
+        include_input = _includes_input(include)
         serving = state.catalog.serving(model)
         images = await _multipart_images(request, state.settings.max_batch_images)
 
@@ -85,7 +92,7 @@ async def predict_batch(request: Request, model: str, top_k: TopK = 3) -> BatchP
             try:
                 return BatchItem.of(await predict_image(
                     serving, data, top_k, executor=state.executor,
-                    max_pixels=state.settings.max_image_pixels, started=started))
+                    max_pixels=state.settings.max_image_pixels, started=started, include_input=include_input))
             except ServiceError as err:
                 state.metrics.errors.labels(serving.model.id, err.code).inc()
                 return BatchItem.of(err.body())
@@ -134,6 +141,16 @@ async def metrics(request: Request) -> bytes:
 
 
 ROUTES = [predict, predict_batch, list_models, model_card, live, ready, metrics]
+
+
+def _includes_input(include: str | None) -> bool:
+    """Whether `?include=` asks for the model's input; an unknown value is a 400, not ignored."""
+    asked = [value.strip() for value in (include or "").split(",") if value.strip()]
+    unknown = [value for value in asked if value not in INCLUDABLE]
+    if unknown:
+        raise BadParameter(f"include={', '.join(map(repr, unknown))} is not known; "
+                           f"known: {', '.join(INCLUDABLE)} (e.g. ?include=input)")
+    return "input" in asked
 
 
 async def _body(request: Request) -> bytes:

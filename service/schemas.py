@@ -32,7 +32,9 @@ class Timings(msgspec.Struct):
     total: float
 
 
-class Prediction(msgspec.Struct):
+class Prediction(msgspec.Struct, omit_defaults=True):
+    """One image's answer; `input_png` only when asked for (`?include=input`)."""
+
     model: str
     label: str
     index: int
@@ -40,6 +42,9 @@ class Prediction(msgspec.Struct):
     top_k: list[ClassScore]
     provider: str
     timings_ms: Timings
+    # The model's input as a base64 PNG: the 28x28 digit field or the 32x32 photo, after
+    # preprocessing, with the mean/std normalisation undone (what the model saw).
+    input_png: str | None = None
 
 
 class BatchItem(msgspec.Struct, omit_defaults=True):
@@ -53,6 +58,7 @@ class BatchItem(msgspec.Struct, omit_defaults=True):
     top_k: list[ClassScore] | None = None
     provider: str | None = None
     timings_ms: Timings | None = None
+    input_png: str | None = None
     error: str | None = None
     detail: str | None = None
 

@@ -6,8 +6,13 @@ Shared choices, said once here rather than on every row:
   fixed step budget makes a run's length predictable.
 - Weight decay 5e-4 on CIFAR-10 (the kuangliu/pytorch-cifar value), 5e-4 on MNIST too: the
   small nets overfit MNIST's 60k images within a few epochs without it.
-- CIFAR-10 always uses random 4 px crops + horizontal flips and label smoothing 0.1; MNIST
-  uses a light random affine (±10°, ±10 % shift and zoom) and never flips (a flipped 7 is no 7).
+- CIFAR-10 always uses random 4 px crops + horizontal flips and label smoothing 0.1. MNIST
+  never flips (a flipped 7 is no 7); it trains on "digit-robust" batches: digits as users send
+  them once the service has preprocessed them (`make bench-digits` measures exactly that) —
+  stretched boxes, ±15° turns and ±0.3 slant, elastic warps, strokes 0.7 px thinner to 2 px
+  thicker, bilevel scans, 8–16 px thumbnails — each op on a share of the batch, so clean digits
+  stay in the mix (training/batches.py). "affine" (±10°, ±10 % shift and zoom) was the recipe
+  of the models first published.
 A row overrides only what differs, with the reason beside it.
 
 Two budgets. `full` rows are the long schedules, sized for a GPU. `cpu` rows are sized to
@@ -30,7 +35,7 @@ class Recipe:
     weight_decay: float = 5e-4
     warmup: float = 0.2  # fraction of all steps spent warming up
     label_smoothing: float = 0.0
-    augmentation: str = "none"  # "none", "affine" (digits) or "crop-flip" (photos)
+    augmentation: str = "none"  # "none", "affine" or "digit-robust" (digits), "crop-flip" (photos)
     ema: float = 0.0  # per-step decay of the weights' moving average (0: off); the average is what is saved
     tta: str = "none"  # test-time augmentation, in the exported graph too: "none" or "hflip"
 
@@ -38,15 +43,18 @@ class Recipe:
         return asdict(self)
 
 
-MNIST = Recipe(epochs=12, batch_size=128, lr=0.05, augmentation="affine")
+# Harder batches take longer to fit: 20 epochs where "affine" needed 12 (on the 2,000 fixture
+# digits, digit-robust reached a higher clean accuracy than affine at equal epochs, but the
+# full-length runs are still to be made: see docs/results.md, "Digit robustness").
+MNIST = Recipe(epochs=20, batch_size=128, lr=0.05, augmentation="digit-robust")
 CIFAR = Recipe(epochs=40, batch_size=256, lr=0.1, label_smoothing=0.1, augmentation="crop-flip")
 
 RECIPES: dict[tuple[str, str], Recipe] = {
     # --- MNIST: small nets, sized to train on a laptop CPU in minutes ---
     ("cnn", "mnist"): MNIST,
-    # LeNet-5 (no activation between its convolutions, a 32-wide FC) underfits: 12 epochs end
-    # at 99.1 %, so it gets a longer schedule.
-    ("lenet5", "mnist"): replace(MNIST, epochs=30),
+    # LeNet-5 (no activation between its convolutions, a 32-wide FC) underfits: with "affine",
+    # 12 epochs ended at 99.1 % and 30 reached 99.33 %, so it gets the longest schedule.
+    ("lenet5", "mnist"): replace(MNIST, epochs=40),
     ("inception", "mnist"): MNIST,
     ("residual", "mnist"): MNIST,
     ("preact-residual", "mnist"): MNIST,

@@ -18,12 +18,13 @@ export async function listModels() {
 }
 
 // One image (a Blob or File) to one model, as the multipart field "file". Resolves to the
-// service's Prediction plus roundTripMs, the latency as this page saw it.
+// service's Prediction (with input_png, the model's input, since the page shows it) plus
+// roundTripMs, the latency as this page saw it.
 export async function predict(modelId, image, filename, { signal, topK = 5 } = {}) {
   const form = new FormData();
   form.append("file", image, filename);
   const started = performance.now();
-  const response = await fetch(`/predict/${encodeURIComponent(modelId)}?top_k=${topK}`,
+  const response = await fetch(`/predict/${encodeURIComponent(modelId)}?top_k=${topK}&include=input`,
                                { method: "POST", body: form, signal });
   if (!response.ok) throw await errorFrom(response);
   const prediction = await response.json();

@@ -1,5 +1,10 @@
 // One panel's answer area: a placeholder, "classifying…", the top-k as labelled bars with the
-// latency, or an error message. The area's data-state says which (idle, busy, done, error).
+// latency and the image the model saw, or an error message. The area's data-state says which
+// (idle, busy, done, error).
+
+// The model's input comes as a base64 PNG; it is shown through a blob: URL, which the page's
+// Content-Security-Policy already allows for the photo preview (no data: images needed).
+const seenUrls = new WeakMap(); // area -> the object URL it shows, revoked when replaced
 
 export function percent(fraction) {
   const value = fraction * 100;
@@ -8,12 +13,12 @@ export function percent(fraction) {
 
 export function showPlaceholder(area, text) {
   setState(area, "idle");
-  area.replaceChildren(element("p", "placeholder", text));
+  replaceContent(area, element("p", "placeholder", text));
 }
 
 export function showBusy(area) {
   setState(area, "busy"); // the previous answer stays, dimmed, until the new one arrives
-  if (!area.querySelector(".answer, .error")) area.replaceChildren(element("p", "placeholder", "Classifying…"));
+  if (!area.querySelector(".answer, .error")) replaceContent(area, element("p", "placeholder", "Classifying…"));
 }
 
 export function showPrediction(area, prediction) {
@@ -25,8 +30,12 @@ export function showPrediction(area, prediction) {
   const bars = element("ol", "bars");
   bars.setAttribute("aria-label", `Top ${prediction.top_k.length} classes`);
   prediction.top_k.forEach((score, rank) => bars.append(bar(score, rank === 0)));
-  answer.append(headline, bars, element("p", "latency", latencyLine(prediction)));
-  area.replaceChildren(answer);
+  const scores = element("div", "scores");
+  scores.append(headline, bars);
+  const url = prediction.input_png ? URL.createObjectURL(pngBlob(prediction.input_png)) : null;
+  if (url) answer.append(seenFigure(url));
+  answer.append(scores, element("p", "latency", latencyLine(prediction)));
+  replaceContent(area, answer, url);
 }
 
 export function showError(area, title, detail) {
@@ -34,7 +43,35 @@ export function showError(area, title, detail) {
   const message = element("div", "error");
   message.setAttribute("role", "alert");
   message.append(element("p", "error-title", title), element("p", "error-detail", detail));
-  area.replaceChildren(message);
+  replaceContent(area, message);
+}
+
+// "What the model saw": its input, a few pixels scaled up with crisp edges (image-rendering:
+// pixelated in style.css), its size read once it has loaded.
+function seenFigure(url) {
+  const figure = element("figure", "seen");
+  const image = document.createElement("img");
+  image.className = "seen-image";
+  image.alt = "The image the model saw: its input after preprocessing";
+  const caption = element("figcaption", "seen-caption", "What the model saw");
+  const size = element("span", "seen-size");
+  image.addEventListener("load", () => { size.textContent = `${image.naturalWidth}×${image.naturalHeight} px`; });
+  image.src = url;
+  caption.append(size);
+  figure.append(image, caption);
+  return figure;
+}
+
+function pngBlob(base64) {
+  return new Blob([Uint8Array.from(atob(base64), (char) => char.charCodeAt(0))], { type: "image/png" });
+}
+
+function replaceContent(area, content, seenUrl = null) {
+  const previous = seenUrls.get(area);
+  if (previous) URL.revokeObjectURL(previous);
+  if (seenUrl) seenUrls.set(area, seenUrl);
+  else seenUrls.delete(area);
+  area.replaceChildren(content);
 }
 
 function bar(score, isTop) {

@@ -248,7 +248,7 @@ def test_the_autoscaler_and_the_disruption_budget_cover_the_deployment() -> None
 
 def test_the_runtime_serves_the_folder_where_kserve_puts_the_storage_uri() -> None:
     settings = settings_in(PODS["kserve"].container, IMAGE)
-    assert settings.model_repository == Path(kserve.model_repository.MODEL_MOUNT_DIRS)
+    assert settings.model_repository == Path(kserve.MODEL_MOUNT_DIRS)
 
 
 def test_the_inference_service_asks_the_runtime_for_v2() -> None:

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 from pathlib import Path
 
 import httpx
-from prometheus_client.parser import text_string_to_metric_families
+import numpy as np
 import pytest
-from testkit.fixture_images import cifar_test, encode, mnist_test
 from PIL import Image
+from prometheus_client.parser import text_string_to_metric_families
 
-from service.predict import top_classes
-from service.preprocess import preprocess
 from modelrepo.providers import CPU
+from service.predict import top_classes
+from service.preprocess import digit_field, preprocess
 from service.repository import load_model
+from testkit.fixture_images import cifar_test, encode, ink_on_paper, mnist_test
 
 DIGITS, _ = mnist_test()
 PNG = {"content-type": "image/png"}
@@ -87,6 +90,53 @@ def test_batch_answers_each_image_in_order(client: httpx.Client) -> None:
         assert result["top_k"] == predict(client, data, top_k=2)["top_k"]
 
 
+def seen(answer: dict) -> np.ndarray:
+    """The answer's `input_png`, decoded: what the model saw."""
+    image = Image.open(io.BytesIO(base64.b64decode(answer["input_png"])))
+    assert image.format == "PNG"
+    return np.asarray(image)
+
+
+def test_include_input_shows_the_digit_field_the_model_saw(client: httpx.Client) -> None:
+    plain = predict(client, encode(DIGITS[4]))
+    assert "input_png" not in plain, "only when asked for"
+    answer = predict(client, encode(DIGITS[4]), include="input")
+    assert set(answer) == PREDICTION_KEYS | {"input_png"}
+    assert answer["top_k"] == plain["top_k"]
+    # The 28x28 field after preprocessing, to the bit: normalisation undone exactly.
+    assert np.array_equal(seen(answer), digit_field(DIGITS[4]))
+
+
+def test_include_input_shows_a_page_as_the_model_saw_it(client: httpx.Client) -> None:
+    # A digit written large on white paper, off-centre: the model sees it white on black,
+    # cropped, scaled and centred.
+    page = ink_on_paper(DIGITS[5], np.random.default_rng(0))
+    field = seen(predict(client, encode(page), include="input"))
+    assert field.shape == (28, 28) and field.dtype == np.uint8
+    assert field[0].max() == field[-1].max() == 0 and field.max() == 255
+    ys, xs = np.indices(field.shape)
+    assert abs((ys * field).sum() / field.sum() - 14) <= 1 and abs((xs * field).sum() / field.sum() - 14) <= 1
+
+
+def test_include_input_shows_the_photo_the_model_saw(client: httpx.Client) -> None:
+    image = cifar_test()[0][6]
+    answer = predict(client, encode(image), "lenet5-cifar10", include="input")
+    assert np.array_equal(seen(answer), image), "a 32x32 photo reaches the model as it is"
+    large = Image.fromarray(image).resize((200, 150), Image.Resampling.BICUBIC)
+    assert seen(predict(client, encode(large), "lenet5-cifar10", include="input")).shape == (32, 32, 3)
+
+
+def test_batch_include_input_gives_each_image_its_own(client: httpx.Client) -> None:
+    files = [("files", ("a.png", encode(DIGITS[6]), "image/png")), ("files", ("b.txt", b"no image", "text/plain")),
+             ("files", ("c.png", encode(DIGITS[7]), "image/png"))]
+    response = client.post("/predict/cnn-mnist/batch", params={"include": "input"}, files=files)
+    assert response.status_code == 200, response.text
+    first, refused, last = response.json()["results"]
+    assert np.array_equal(seen(first), digit_field(DIGITS[6]))
+    assert np.array_equal(seen(last), digit_field(DIGITS[7]))
+    assert set(refused) == {"error", "detail"}, "an image that was not read has nothing to show"
+
+
 def test_models_lists_every_model_with_its_status(client: httpx.Client, random_repo: Path) -> None:
     listed = {m["id"]: m for m in client.get("/models").json()["models"]}
     assert set(listed) == {"cnn-mnist", "lenet5-cifar10"}
@@ -145,7 +195,10 @@ def test_metrics_count_requests_per_model(client: httpx.Client) -> None:
 def test_openapi_shows_the_shapes(client: httpx.Client) -> None:
     schema = client.get("/schema/openapi.json").json()
     components = schema["components"]["schemas"]
-    assert set(components["Prediction"]["properties"]) == PREDICTION_KEYS
+    assert set(components["Prediction"]["properties"]) == PREDICTION_KEYS | {"input_png"}
+    assert set(components["Prediction"]["required"]) == PREDICTION_KEYS
+    include = next(p for p in schema["paths"]["/predict/{model}"]["post"]["parameters"] if p["name"] == "include")
+    assert "input_png" in include["description"]
     assert set(components["ErrorBody"]["properties"]) == {"error", "detail"}
     assert set(components["ModelSummary"]["properties"]) == SUMMARY_KEYS
     upload = schema["paths"]["/predict/{model}"]["post"]

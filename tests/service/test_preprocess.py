@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import io
+from pathlib import Path
+
 import numpy as np
 import pytest
-from testkit.fixture_images import cifar_test, encode, ink_on_paper, mnist_test, photo_of_paper
-from PIL import Image
+from PIL import Image, ImageFilter
 
 from service.preprocess import InputSpec, digit_field, preprocess
+from service.strokes import SOFT, THICKEST, THINNEST, mnist_strokes, stroke_width
+from testkit.digit_conditions import phone_photo, stretch_to_fill
+from testkit.digit_conditions import stroke_width as pen_width
+from testkit.fixture_images import cifar_test, encode, ink_on_paper, mnist_test, photo_of_paper
 from training.datasets import DATASETS
 
 MNIST, CIFAR = DATASETS["mnist"], DATASETS["cifar10"]  # the statistics training normalised with
@@ -40,8 +46,8 @@ def test_an_mnist_digit_comes_back_nearly_unchanged() -> None:
 
 def test_a_digit_is_cropped_scaled_to_20_px_and_centred_by_mass() -> None:
     page = np.full((500, 400), 255, np.uint8)
-    page[30:130, 300:340] = 0  # a black bar, 100x40, near the top-right corner of white paper
-    page[30:50, 280:300] = 0  # with a flag on its top-left: the mass sits left of the box centre
+    page[30:130, 320:334] = 0  # a pen stroke, 100x14, near the top-right corner of white paper
+    page[30:44, 290:320] = 0  # with a flag on its top-left: the mass sits left of the box centre
     result = field(page)
     assert result.shape == (28, 28)
     rows = np.flatnonzero((result > 0.3).any(axis=1))
@@ -108,3 +114,80 @@ def test_tiny_and_thin_images_are_handled(shape: tuple[int, int]) -> None:
     assert result.shape == (28, 28) and np.isfinite(result).all()
     photo = preprocess(encode(np.dstack([gray] * 3)), CIFAR_SPEC, LIMIT)
     assert photo.shape == (3, 32, 32)
+
+
+# --- what users send, degraded as in the digit benchmark (make bench-digits) --------------
+
+def decoded(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)).convert("L"))
+
+
+def test_a_digit_stretched_to_fill_its_frame_stays_white_ink_on_black() -> None:
+    # A 1 stretched to a square is more ink than background: its median is ink, not background,
+    # and its frame is half ink. It must still come out as the stroke, not as the gaps beside it.
+    images, labels = mnist_test()
+    ones = [x for x, label in zip(images, labels) if label == 1][:30]
+    stretched = [np.asarray(stretch_to_fill(x, 1.0)) for x in ones]
+    assert sum((s > 127).mean() > 0.5 for s in stretched) >= 5, "many are mostly ink"
+    for one, s in zip(ones, stretched):
+        result = field(s)
+        assert result[0].max() == result[-1].max() == 0, "the field's frame is background"
+        assert correlation(result, one / 255) > 0.2, "the stroke, fattened, where the 1 was"
+
+
+def test_a_phone_photo_with_a_shadow_across_the_digit_reads_as_the_digit() -> None:
+    # Steep light, a shadow's edge through the digit: the paper in shade is darker than the ink in
+    # the light, so no single threshold separates them; dividing by the paper's brightness does.
+    images, _ = mnist_test()
+    rng = np.random.default_rng(0)
+    correlations, dim_frames = [], 0
+    for x in images[:40]:
+        page = decoded(phone_photo(x, rng, harsh=True))
+        dim_frames += np.median(np.concatenate([page[0], page[-1], page[:, 0], page[:, -1]])) < np.median(page)
+        correlations.append(correlation(field(page), field(x)))
+    assert np.median(correlations) > 0.8 and np.mean(np.array(correlations) > 0.6) > 0.9
+    assert dim_frames >= 10, "the photos do put the frame in shadow"
+
+
+def test_hairline_and_marker_strokes_come_out_as_mnist_strokes() -> None:
+    images, _ = mnist_test()
+    for radius, low, high in ((-4, THINNEST, None), (8, None, THICKEST)):
+        widths, strengths = [], []
+        for x in images[:40]:
+            result = digit_field(pen_width(x, radius))
+            widths.append(stroke_width(result.astype(np.float32)))
+            strengths.append(np.sort(result.ravel())[-4])
+        widths = np.array(widths)
+        if low is not None:  # a hairline: thickened to MNIST's thinnest, and at full strength
+            assert (widths >= low - 0.05).all() and min(strengths) >= 230
+        if high is not None:  # a marker: thinned towards MNIST's thickest
+            assert np.median(widths) <= high + 0.1
+    # The same digits as MNIST wrote them are left alone.
+    clean = np.array([stroke_width(digit_field(x).astype(np.float32)) for x in images[:40]])
+    assert np.median(clean) == pytest.approx(2.0, abs=0.3)
+
+
+def test_a_blurred_digit_wider_than_mnist_strokes_gets_a_sharper_edge(monkeypatch) -> None:
+    images, _ = mnist_test()
+    blurred = [np.asarray(Image.fromarray(x).filter(ImageFilter.GaussianBlur(2))) for x in images[:60]]
+    with_step = [digit_field(b).astype(np.float32) / 255 for b in blurred]
+    monkeypatch.setattr("service.preprocess.mnist_strokes", lambda digit: digit)
+    without = [digit_field(b).astype(np.float32) / 255 for b in blurred]
+    wide = [i for i, ink in enumerate(without) if stroke_width(ink) > THICKEST]
+    assert len(wide) > 15, "blur sigma 2 makes many digits wider than MNIST's strokes"
+    def full_share(ink: np.ndarray) -> float:
+        return (ink > 0.9).sum() / (ink > 0.1).sum()
+    for i in wide:
+        assert full_share(without[i]) < SOFT, "blur leaves it soft (few pixels at full strength)"
+        assert full_share(with_step[i]) > 1.5 * full_share(without[i]), "a steeper edge"
+        assert stroke_width(with_step[i]) < stroke_width(without[i])
+
+
+def test_mnist_strokes_leave_mnist_digits_exactly_as_they_are() -> None:
+    images, _ = mnist_test()
+    boxes = []
+    for x in images:
+        rows, cols = np.flatnonzero(x.any(1)), np.flatnonzero(x.any(0))
+        boxes.append(np.ascontiguousarray(x[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]))
+    unchanged = [mnist_strokes(box) is box for box in boxes]
+    assert np.mean(unchanged) > 0.95

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-import torch
+from pathlib import Path
 
-from training.batches import normalise, random_affine, random_crop, random_flip, train_batches
-from training.datasets import DATASETS, Split
+import pytest
+import torch
+import torch.nn.functional as F
+
+from training.batches import (RESOLUTIONS, augment, elastic_deform, normalise, random_affine, random_binarise,
+                              random_crop, random_fill_box, random_flip, random_resolution_loss,
+                              random_stroke_width, train_batches)
+from training.datasets import DATASETS, Split, load_split
 
 
 def indexed_split(n: int) -> Split:
@@ -71,3 +77,141 @@ def test_affine_jitter_keeps_the_digit_and_the_background() -> None:
     ink = (out > 0).flatten(1).sum(1).float()
     assert ((ink > 0.6 * 48) & (ink < 1.6 * 48)).all(), "the bar survives, roughly its size"
     assert not torch.allclose(out, x), "the images did move"
+
+
+# --- the digit ops, on real fixture digits (ink in [0, 1], white on black) -----------------
+
+@pytest.fixture(scope="module")
+def ink(fixtures_dir: Path) -> torch.Tensor:
+    """64 real MNIST test digits as ink in [0, 1]."""
+    return load_split("mnist", False, fixtures_dir, download=False).images[:64].float() / 255
+
+
+def seeded(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def changed(before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
+    """Per image: did the op change it?"""
+    return (before - after).abs().flatten(1).amax(1) > 1e-6
+
+
+def test_stroke_width_thickens_and_thins_as_asked(ink: torch.Tensor) -> None:
+    area = (ink > 0.5).flatten(1).sum(1).float()
+    thicker = random_stroke_width(ink, seeded(), share=1.0, thinnest=1.0, thickest=2.0)
+    thinner = random_stroke_width(ink, seeded(), share=1.0, thinnest=-0.7, thickest=-0.7)
+    assert ((thicker > 0.5).flatten(1).sum(1) > 1.3 * area).all(), "a pixel or two thicker: much more ink"
+    assert ((thinner > 0.5).flatten(1).sum(1) < 0.9 * area).all(), "thinner: less ink"
+    # The strongest ink stays at full strength, as the service's level stretching leaves it.
+    assert torch.allclose(thinner.flatten(1).amax(1), torch.ones(len(ink)))
+    # The ink is still where the digit was: thinning never moves it.
+    assert ((thinner > 0) <= (ink > 0)).all()
+
+
+def test_stroke_width_leaves_the_unchosen_images_alone(ink: torch.Tensor) -> None:
+    out = random_stroke_width(ink, seeded(1), share=0.5)
+    touched = changed(ink, out)
+    assert 16 < touched.sum() < 48
+    assert torch.equal(out[~touched], ink[~touched])
+
+
+def test_binarise_makes_pure_black_and_white(ink: torch.Tensor) -> None:
+    out = random_binarise(ink, seeded(2), share=0.5)
+    touched = changed(ink, out)
+    assert 16 < touched.sum() < 48
+    assert set(out[touched].unique().tolist()) == {0.0, 1.0}
+    assert torch.equal(out[~touched], ink[~touched])
+    # Ink stays ink: every binarised pixel was at least the lowest threshold, 25 % of the strongest.
+    strongest = ink[touched].amax(dim=(1, 2, 3), keepdim=True).expand_as(ink[touched])
+    assert (ink[touched][out[touched] == 1] >= 0.25 * strongest[out[touched] == 1]).all()
+    # A faint image (a blurred thumbnail) is binarised against its own strongest ink, never emptied.
+    faint = random_binarise(ink * 0.4, seeded(2), share=1.0)
+    assert (faint.flatten(1).amax(1) == 1).all()
+
+
+def test_resolution_loss_is_the_field_shrunk_to_a_thumbnail_and_enlarged(ink: torch.Tensor) -> None:
+    out = random_resolution_loss(ink, seeded(3), share=0.5)
+    touched = changed(ink, out)
+    assert 16 < touched.sum() < 48
+    for before, after in zip(ink[touched], out[touched]):
+        thumbnails = [F.interpolate(F.interpolate(before[None], size=(s, s), mode="area"), size=(28, 28),
+                                    mode="bicubic", align_corners=False)[0] for s in RESOLUTIONS]
+        full = [(t / t.max()).clamp(0, 1) for t in thumbnails]  # levels stretched, as the service does
+        assert any(torch.allclose(after, t, atol=1e-6) for t in full)
+        assert after.max() == 1.0
+    # Detail is lost: less difference between neighbouring pixels.
+    def roughness(x: torch.Tensor) -> torch.Tensor:
+        return (x[..., 1:] - x[..., :-1]).abs().sum()
+    assert roughness(out[touched]) < 0.8 * roughness(ink[touched])
+
+
+def centre_of_mass(x: torch.Tensor) -> torch.Tensor:
+    """N×2: each image's (row, column) centre of mass."""
+    ys, xs = torch.meshgrid(torch.arange(28.0), torch.arange(28.0), indexing="ij")
+    mass = x[:, 0].sum((1, 2))
+    return torch.stack([(x[:, 0] * ys).sum((1, 2)), (x[:, 0] * xs).sum((1, 2))], 1) / mass[:, None]
+
+
+def test_elastic_warp_moves_the_ink_but_keeps_the_digit(ink: torch.Tensor) -> None:
+    out = elastic_deform(ink, seeded(4), share=1.0)
+    assert changed(ink, out).all()
+    # A smooth warp stretches some strokes and squeezes others: the ink's mass changes locally,
+    # but not overall, and the digit stays where it was.
+    mass_ratio = out.flatten(1).sum(1) / ink.flatten(1).sum(1)
+    assert 0.9 < mass_ratio.median() < 1.1 and ((mass_ratio > 0.5) & (mass_ratio < 2)).all()
+    assert (centre_of_mass(out) - centre_of_mass(ink)).norm(dim=1).max() < 2.5
+    # Smooth: a pixel's neighbours move with it, so the warped image is no rougher than the digit.
+    def roughness(x: torch.Tensor) -> torch.Tensor:
+        return (x[..., 1:] - x[..., :-1]).abs().sum()
+    assert roughness(out) < 1.3 * roughness(ink)
+
+
+def test_affine_shear_slants_the_digits_within_its_range(ink: torch.Tensor) -> None:
+    def slant(x: torch.Tensor) -> torch.Tensor:
+        """Moment slant: how far the ink's x moves per row down (> 0: the bottom leans right)."""
+        ys, xs = torch.meshgrid(torch.arange(28.0), torch.arange(28.0), indexing="ij")
+        m = x[:, 0].clamp(min=0)
+        mass = m.sum((1, 2))
+        my, mx = (m * ys).sum((1, 2)) / mass, (m * xs).sum((1, 2)) / mass
+        return (m * (ys - my.view(-1, 1, 1)) * (xs - mx.view(-1, 1, 1))).sum((1, 2)) / \
+            (m * (ys - my.view(-1, 1, 1)) ** 2).sum((1, 2))
+    out = random_affine(ink, degrees=0, translate=0, scale=0, shear=0.3, generator=seeded(5))
+    change = slant(out) - slant(ink)
+    assert change.abs().max() < 0.35 and change.abs().mean() > 0.05
+    assert (change > 0.05).any() and (change < -0.05).any(), "both ways"
+
+
+def test_fill_box_stretches_the_ink_box_towards_a_square_about_the_centre_of_mass(ink: torch.Tensor) -> None:
+    def box(x: torch.Tensor) -> tuple[int, int]:
+        rows, cols = torch.nonzero((x[0] > 0.3).any(1)), torch.nonzero((x[0] > 0.3).any(0))
+        return int(rows.max() - rows.min() + 1), int(cols.max() - cols.min() + 1)
+
+    out = random_fill_box(ink, seeded(6), share=1.0)
+    assert (centre_of_mass(out) - centre_of_mass(ink)).abs().max() < 1.0
+    widened = 0
+    for before, after in zip(ink, out):
+        (h0, w0), (h1, w1) = box(before), box(after)
+        assert max(h1, w1) <= 22, "the longer side is about the 20-px box"
+        assert min(h1, w1) / max(h1, w1) >= min(h0, w0) / max(h0, w0) - 0.1, "never further from square"
+        widened += w1 > w0 + 2
+    assert widened > 16, "narrow digits (1s, 7s) get wider"
+
+
+def test_digit_robust_is_seeded_and_keeps_the_normalised_range(fixtures_dir: Path) -> None:
+    spec = DATASETS["mnist"]
+    images = load_split("mnist", True, fixtures_dir, download=False).images[:256]
+    x = normalise(images, spec)
+    first, again = augment(x, "digit-robust", seeded(7), spec), augment(x, "digit-robust", seeded(7), spec)
+    assert torch.equal(first, again), "the same generator state gives the same batch"
+    assert not torch.equal(first, augment(x, "digit-robust", seeded(8), spec))
+    background, full = normalise(torch.tensor([[[[0, 255]]]], dtype=torch.uint8), spec).flatten().tolist()
+    assert first.min() >= background - 1e-5 and first.max() <= full + 1e-5
+    assert changed(x, first).float().mean() > 0.9, "nearly every image is changed somehow"
+    # No digit is lost on the way: every image keeps ink at full strength (as the service's
+    # fields have), and enough of it, across many batches.
+    for seed in range(10):
+        ink = augment(x, "digit-robust", seeded(seed), spec) * spec.std[0] + spec.mean[0]
+        assert (ink.flatten(1).amax(1) > 0.99).all(), f"seed {seed}: an image lost its ink"
+        assert ((ink > 0.5).flatten(1).sum(1) >= 15).all(), f"seed {seed}: an image kept almost no ink"
+    with pytest.raises(ValueError, match="known: none, affine, digit-robust, crop-flip"):
+        augment(x, "digit-fancy", seeded(), spec)

@@ -40,6 +40,17 @@ def test_a_short_real_run_learns_digits(quick_run) -> None:
     assert losses[-1] < 0.5 * losses[0]
 
 
+def test_a_model_trained_on_digit_robust_batches_still_learns(mnist, tmp_path: Path) -> None:
+    # The heaviest digit augmentation: a short run must still learn the clean test digits.
+    recipe = Recipe(epochs=6, batch_size=64, lr=0.05, augmentation="digit-robust")
+    run = train("cnn", "mnist", recipe, runs_dir=tmp_path, train_split=mnist[0], test_split=mnist[1],
+                progress=False)
+    assert run.metrics["test_accuracy"] >= 0.9
+    losses = [h["train_loss"] for h in run.metrics["history"]]
+    assert losses[-1] < 0.5 * losses[0]
+    assert run.metrics["recipe"]["augmentation"] == "digit-robust"
+
+
 def test_the_run_folder_holds_weights_metrics_and_curves(quick_run) -> None:
     run_dir, run = quick_run
     metrics = run_files.read_metrics(run_dir)  # decoding it as RunMetrics type-checks every field

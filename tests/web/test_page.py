@@ -10,15 +10,19 @@ Screenshots: test-artifacts/web/.
 from __future__ import annotations
 
 import base64
+import io
 import re
 import shutil
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 from browsing import DESKTOP, DIGIT_MODELS, PHOTO_MODEL, Visit, open_page
-from testkit.fixture_images import cifar_test, encode
-from handwriting import DIGITS, draw_with_mouse, draw_with_touch
+from PIL import Image
+
+from testkit.fixture_images import cifar_test, encode, ink_on_paper, mnist_test
+from testkit.handwriting import DIGITS, draw_with_mouse, draw_with_touch, render_like_the_page
 from testkit.live_server import Server, running_server
 
 try:
@@ -189,6 +193,7 @@ def test_a_file_the_service_refuses_shows_its_error(desktop: Visit, cifar_pngs, 
     assert f"({code}, HTTP {status})" in shown["error"] and expected["detail"] in shown["error"]
     expect(page.get_by_role("alert")).to_contain_text(expected["detail"])
     expect(page.locator("#photo-result .bar")).to_have_count(0)  # no stale answer beside it
+    expect(page.locator("#photo-result .seen")).to_have_count(0)
 
 
 def test_the_pickers_show_every_model_with_dataset_and_accuracy(desktop: Visit, web_server: Server) -> None:
@@ -263,3 +268,76 @@ def test_an_unavailable_model_is_named_with_its_reason_and_cannot_be_picked(
         # Uploads go to a model that serves: the digit model, for a picture of a digit.
         expect(page.locator("#photo-model")).to_have_value(DIGIT_MODELS[0])
         visit.screenshot("unavailable-model")
+
+
+# --- what the model saw ---------------------------------------------------------------------
+
+def shown_input(visit: Visit, panel: str) -> np.ndarray:
+    """The pixels of the panel's "what the model saw" image, as the page decoded them (H×W×3)."""
+    image = visit.page.locator(f"#{panel}-result .seen-image")
+    expect(image).to_be_visible()
+    expect(visit.page.locator(f"#{panel}-result .seen-size")).to_have_text(re.compile(r"^\d+×\d+ px$"))
+    pixels = image.evaluate("""img => {
+        const canvas = document.createElement("canvas");
+        [canvas.width, canvas.height] = [img.naturalWidth, img.naturalHeight];
+        const context = canvas.getContext("2d");
+        context.drawImage(img, 0, 0);
+        return { width: canvas.width, height: canvas.height,
+                 rgba: Array.from(context.getImageData(0, 0, canvas.width, canvas.height).data) };
+    }""")
+    return np.array(pixels["rgba"], np.uint8).reshape(pixels["height"], pixels["width"], 4)[..., :3]
+
+
+def api_input(page, model: str, data: bytes) -> np.ndarray:
+    """What the API says the model saw for `data` (H×W×3)."""
+    with httpx.Client(base_url=page.url.rstrip("/")) as http:
+        answer = http.post(f"/predict/{model}", files={"file": ("x.png", data)}, params={"include": "input"}).json()
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(answer["input_png"]))).convert("RGB"))
+
+
+def test_the_page_shows_what_the_model_saw_for_a_drawing(desktop: Visit) -> None:
+    page = desktop.page
+    page.select_option("#digit-model", DIGIT_MODELS[0])
+    draw(desktop, DIGITS["7"])
+    assert answer_of(desktop, "digit")["label"] == "7"
+    shown = shown_input(desktop, "digit")
+    desktop.screenshot("seen-digit-7")
+    # The 28x28 field, to the pixel what the API returns for the very PNG the pad sent.
+    sent = base64.b64decode(page.evaluate("document.getElementById('digit-canvas').toDataURL('image/png')")
+                            .split(",")[1])
+    assert shown.shape == (28, 28, 3) and np.array_equal(shown, api_input(page, DIGIT_MODELS[0], sent))
+    assert shown[0].max() == 0 and shown.max() == 255, "white ink on black, as MNIST"
+    # Shown large, with crisp pixels, beside the answer.
+    image = page.locator("#digit-result .seen-image")
+    assert image.evaluate("img => getComputedStyle(img).imageRendering") == "pixelated"
+    assert image.evaluate("img => img.getBoundingClientRect().width") >= 4 * 28
+    assert image.get_attribute("src").startswith("blob:")  # no data: images: the CSP stays as it is
+    expect(page.locator("#digit-result .seen-caption")).to_contain_text("What the model saw")
+    # The digit benchmark renders these strokes as the pad draws them (testkit/digit_conditions.py).
+    pad = np.asarray(Image.open(io.BytesIO(sent)).convert("L"), np.float32)
+    rendered = np.asarray(render_like_the_page(DIGITS["7"]), np.float32)
+    assert np.corrcoef(pad.ravel(), rendered.ravel())[0, 1] > 0.9
+    # Clearing the pad clears the answer and its image.
+    page.click("#digit-clear")
+    expect(page.locator("#digit-result .seen")).to_have_count(0)
+
+
+def test_the_page_shows_what_the_model_saw_for_uploads(desktop: Visit, cifar_pngs) -> None:
+    page = desktop.page
+    page.select_option("#photo-model", PHOTO_MODEL)
+    true_class, png = cifar_pngs[1]
+    with page.expect_response(lambda response: f"/predict/{PHOTO_MODEL}" in response.url):
+        page.set_input_files("#photo-input", files=[{"name": "photo.png", "mimeType": "image/png", "buffer": png}])
+    assert answer_of(desktop, "photo")["label"] == true_class
+    # A 32x32 CIFAR-10 photo reaches the model as it is.
+    assert np.array_equal(shown_input(desktop, "photo"), np.asarray(Image.open(io.BytesIO(png)).convert("RGB")))
+    desktop.screenshot("seen-photo")
+    # A photo of a digit on white paper, for a digit model: the model saw an MNIST-style field.
+    paper = encode(ink_on_paper(mnist_test()[0][0], np.random.default_rng(0)), "JPEG", quality=90)
+    page.select_option("#photo-model", DIGIT_MODELS[0])
+    with page.expect_response(lambda response: f"/predict/{DIGIT_MODELS[0]}" in response.url):
+        page.set_input_files("#photo-input", files=[{"name": "seven.jpg", "mimeType": "image/jpeg", "buffer": paper}])
+    assert answer_of(desktop, "photo")["label"] == "7"
+    shown = shown_input(desktop, "photo")
+    assert shown.shape == (28, 28, 3) and np.array_equal(shown, api_input(page, DIGIT_MODELS[0], paper))
+    desktop.screenshot("seen-digit-photo")

@@ -1,12 +1,18 @@
 """Digits as a person draws them: strokes of points in [0, 1] of the drawing pad, drawn with
-real mouse or touch events, one stroke at a time (the page sends each finished stroke)."""
+real mouse or touch events, one stroke at a time (the page sends each finished stroke), or
+rendered as the page would draw them (`render_like_the_page`, for the digit benchmark)."""
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
+from pathlib import Path
+
+from PIL import Image, ImageDraw
 
 MOUSE_STEP_PX = 8
+STATIC = Path(__file__).resolve().parent.parent / "service" / "static"
 Point = tuple[float, float]
 Stroke = list[Point]
 
@@ -27,6 +33,44 @@ DIGITS: dict[str, list[Stroke]] = {
     "2": [arc(0.5, 0.36, 0.17, 0.14, 200, 380, 20) + [(0.32, 0.8), (0.7, 0.8)]],
     "3": [arc(0.48, 0.35, 0.16, 0.14, 210, 450, 22) + arc(0.48, 0.64, 0.18, 0.16, -90, 150, 22)],
 }
+
+# Other writers' habits, each as its digit: a 1 with a flag and a foot, a crossed 7, a closed
+# (triangular) 4 (DIGITS' 4 is the open kind).
+HABITS: dict[str, tuple[str, list[Stroke]]] = {
+    "1-flag-foot": ("1", [[(0.4, 0.33), (0.54, 0.2), (0.52, 0.8)], [(0.38, 0.8), (0.66, 0.8)]]),
+    "7-crossed": ("7", [[(0.3, 0.24), (0.7, 0.24)], [(0.7, 0.24), (0.58, 0.46), (0.46, 0.8)],
+                        [(0.42, 0.52), (0.72, 0.52)]]),
+    "4-closed": ("4", [[(0.62, 0.82), (0.62, 0.2), (0.3, 0.6), (0.74, 0.6)]]),
+}
+
+
+def _page_fact(file: str, pattern: str) -> str:
+    """A constant of the page's own source, so this rendering cannot drift from it."""
+    found = re.search(pattern, (STATIC / file).read_text())
+    assert found, f"service/static/{file} no longer matches {pattern!r}: update handwriting.py"
+    return found.group(1)
+
+
+PAD_PX = int(_page_fact("index.html", r'<canvas id="digit-canvas" width="(\d+)"'))
+STROKE_FRACTION = float(_page_fact("drawing.js", r"const STROKE_FRACTION = ([\d.]+);"))
+PAPER = int(_page_fact("drawing.js", r'const PAPER = "#([0-9a-f]{2})\1\1";'), 16)
+INK = int(_page_fact("drawing.js", r'const INK = "#([0-9a-f]{2})\1\1";'), 16)
+
+
+def render_like_the_page(strokes: list[Stroke], supersample: int = 2) -> Image.Image:
+    """The drawing pad's picture of `strokes` (greyscale, PAD_PX square): round-capped,
+    round-joined lines of the page's width and colours, anti-aliased as a canvas draws them."""
+    side = PAD_PX * supersample
+    width = STROKE_FRACTION * PAD_PX * supersample
+    image = Image.new("L", (side, side), PAPER)
+    draw = ImageDraw.Draw(image)
+    for stroke in strokes:
+        points = [(x * side, y * side) for x, y in stroke]
+        if len(points) > 1:
+            draw.line(points, fill=INK, width=round(width), joint="curve")
+        for x, y in (points[0], points[-1]):  # round caps (the page also dots where a stroke starts)
+            draw.ellipse((x - width / 2, y - width / 2, x + width / 2, y + width / 2), fill=INK)
+    return image.resize((PAD_PX, PAD_PX), Image.Resampling.BOX)
 
 
 def _on_screen(box: dict, point: Point) -> tuple[float, float]:
