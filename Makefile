@@ -76,7 +76,7 @@ serve: $(VENV)/.serve
 
 # Real servers and a load generator in another process (wrk if installed); prints the figures.
 bench-service: $(VENV)/.dev
-	$(BIN)/python bench/service.py
+	$(BIN)/python bench/service_benchmark.py
 
 # Accuracy, not timing: every digit model of models/ on the conditions of bench/digit_conditions.py,
 # each image sent over HTTP to a real server. BENCH_DIGITS_ARGS="--digits 200 --markdown out.md" etc.

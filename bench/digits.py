@@ -32,8 +32,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from testkit.digit_conditions import BY_NAME, CONDITIONS, Condition
-from testkit.fixture_images import read_idx
+from testkit.digit_conditions import BY_NAME, CONDITIONS, benchmark_files, mnist_test_digits
 from testkit.live_server import Server, running_server
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,27 +70,9 @@ class Run:
                    data.get("meta", {}))
 
 
-def mnist_test_digits(data_dir: Path) -> tuple[np.ndarray, np.ndarray]:
-    """The MNIST *test* split only (t10k): the benchmark never reads a training image."""
-    raw = data_dir / "MNIST" / "raw"
-    return read_idx(raw / "t10k-images-idx3-ubyte"), read_idx(raw / "t10k-labels-idx1-ubyte")
-
-
 def digit_models(models_dir: Path) -> list[str]:
     cards = (json.loads(path.read_text()) for path in sorted(models_dir.glob("*/card.json")))
     return [card["id"] for card in cards if (card.get("preprocessing") or {}).get("kind") == "digit"]
-
-
-def benchmark_files(digits: np.ndarray, labels: np.ndarray, sample: int, seed: int,
-                    names: list[str]) -> dict[str, tuple[list[bytes], np.ndarray]]:
-    """Every condition's encoded files: clean from the whole set, the others from one seeded sample."""
-    chosen = np.sort(np.random.default_rng(seed).choice(len(digits), min(sample, len(digits)), replace=False))
-    files = {}
-    for name in names:
-        condition: Condition = BY_NAME[name]
-        pool = (digits, labels) if name == "clean" else (digits[chosen], labels[chosen])
-        files[name] = condition.make(*pool, seed)
-    return files
 
 
 def classify(http: httpx.Client, model: str, files: list[bytes], pool: ThreadPoolExecutor) -> tuple[list[int], int]:

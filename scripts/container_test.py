@@ -33,9 +33,10 @@ import time
 import urllib.request
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from container_checks import (REPO, CheckFailed, check, free_port, get_json, logs, podman,  # noqa: E402
+from container_checks import (REPO, CheckFailed, check, free_port, get_json, logs, podman,
                               prediction_checks, stop_with_request_in_flight, wait_ready)
+
+from service.app import SHUTDOWN_MESSAGE
 
 MODELS = ("cnn-mnist", "lenet5-cifar10")  # by default one per dataset
 PROBE = r"""
@@ -135,11 +136,10 @@ def clean_stop_checks(container: str, url: str, stop: list[str], model: str) -> 
     state = json.loads(podman("inspect", container).stdout)[0]["State"]
     log = logs(container)
     check(f"{container}: shut down cleanly, after waiting for the request",
-          state["ExitCode"] == 0 and "Waiting for connections to close" in log and "Application shutdown complete" in log,
+          state["ExitCode"] == 0 and SHUTDOWN_MESSAGE in log,
           f"exit code {state['ExitCode']}; log: " + " | ".join(
               line.split(":", 1)[-1].strip() for line in log.splitlines()
-              if any(key in line for key in ("Shutting down", "Waiting for connections", "shutdown complete",
-                                             "Finished server"))))
+              if any(key in line for key in ("Shutting down", "shutdown", "service stopped"))))
 
 
 def container_run(tag: str, runtime: str, models: list[str], gpu: bool) -> None:

@@ -21,6 +21,7 @@ from litestar import Litestar
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
 
+from service import machine
 from service.catalog import Catalog
 from service.errors import ServiceError, http_error_handler, internal_error_handler, service_error_handler
 from service.metrics import Metrics
@@ -29,6 +30,7 @@ from service.routes import ROUTES, ServiceState
 from service.settings import Settings
 
 log = logging.getLogger("service")
+SHUTDOWN_MESSAGE = "service stopped: requests in flight answered, batchers and worker threads stopped"
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
@@ -40,12 +42,15 @@ def create_app(settings: Settings | None = None) -> Litestar:
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         executor = ThreadPoolExecutor(settings.worker_threads, thread_name_prefix="cnnzoo-worker")
         metrics = Metrics()
-        catalog = Catalog(settings, executor, metrics)
-        app.state.service = ServiceState(settings=settings, catalog=catalog, metrics=metrics, executor=executor)
-        log.info("serving %s: %d model(s) found, batching %s (window %.1f ms, max %d), %d worker threads",
+        plan = machine.plan(settings.workers, settings.ort_threads)
+        catalog = Catalog(settings, executor, metrics, ort_threads=plan.ort_threads)
+        app.state.service = ServiceState(settings=settings, catalog=catalog, metrics=metrics, executor=executor,
+                                         plan=plan)
+        log.info("serving %s: %d model(s) found, batching %s (window %.1f ms, max %d), %d worker threads, "
+                 "%d ONNX Runtime thread(s) per model; one of %d server process(es) (%s)",
                  settings.model_repository, len(catalog.entries),
                  "on" if settings.batching else "off", settings.batch_window_ms, settings.max_batch,
-                 settings.worker_threads)
+                 settings.worker_threads, plan.ort_threads, plan.workers, plan.reason)
         loading = asyncio.create_task(catalog.load(), name="load-models")
         try:
             yield
@@ -55,6 +60,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 await loading
             await catalog.close()
             executor.shutdown(wait=True, cancel_futures=True)
+            log.info("%s", SHUTDOWN_MESSAGE)
 
     return Litestar(
         route_handlers=[*ROUTES, *PAGE_ROUTES],

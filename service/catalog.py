@@ -15,7 +15,7 @@ from pathlib import Path
 
 from modelrepo.card import Card
 from modelrepo.layout import model_folders
-from service import repository
+from service import machine, repository
 from service.batching import Batcher
 from service.errors import ModelUnavailable, UnknownModel
 from service.metrics import Metrics
@@ -52,8 +52,9 @@ class Serving:
 
 
 class Catalog:
-    def __init__(self, settings: Settings, executor: Executor, metrics: Metrics) -> None:
+    def __init__(self, settings: Settings, executor: Executor, metrics: Metrics, *, ort_threads: int) -> None:
         self.settings = settings
+        self.ort_threads = ort_threads
         self._executor = executor
         self._metrics = metrics
         self.entries: dict[str, ModelEntry] = {
@@ -65,14 +66,14 @@ class Catalog:
     async def load(self) -> None:
         """Load every model; each one serves as soon as it is warm."""
         loop = asyncio.get_running_loop()
-        providers = self.settings.providers
+        providers = machine.usable_providers(self.settings.providers)
         await loop.run_in_executor(self._executor, repository.preload_cuda, providers)
         sizes = (1, self.settings.max_batch) if self.settings.batching else (1,)
         for entry in self.entries.values():
             try:
                 model = await loop.run_in_executor(
                     self._executor, lambda: repository.load_model(
-                        entry.folder, providers, ort_threads=self.settings.ort_threads, warm_up_sizes=sizes))
+                        entry.folder, providers, ort_threads=self.ort_threads, warm_up_sizes=sizes))
             except Exception as err:  # noqa: BLE001 - one broken model must not stop the others
                 self._unavailable(entry, err)
             else:

@@ -23,9 +23,10 @@ from service.errors import (BadParameter, ClientDisconnected, EmptyBody, ErrorBo
                             TooManyImages, UnsupportedMediaType)
 from service.metrics import UNKNOWN_MODEL, Metrics
 from service.predict import predict_image
+from service.machine import Plan
 from service.preprocess import KINDS
 from service.schemas import (BatchItem, BatchPrediction, Liveness, ModelCard, ModelList, ModelState, ModelSummary,
-                             Prediction, Readiness)
+                             Prediction, Readiness, ServerPlan)
 from service.settings import Settings
 
 RAW_BODY_HINT = ("send the image as the multipart field 'file' (curl -F file=@digit.png) or as the raw body "
@@ -40,6 +41,7 @@ class ServiceState:
     catalog: Catalog
     metrics: Metrics
     executor: Executor
+    plan: Plan  # server processes and ONNX Runtime threads, as chosen for this machine
 
 
 def _state(request: Request) -> ServiceState:
@@ -111,7 +113,9 @@ async def list_models(request: Request) -> ModelList:
             input_method=kind and kind.input_method, precision=card and card.precision,
             test_accuracy=card and card.test_accuracy, provider=entry.provider,
             status=entry.status, error=entry.error))
-    return ModelList(models=summaries)
+    plan = _state(request).plan
+    return ModelList(models=summaries, server=ServerPlan(workers=plan.workers, ort_threads=plan.ort_threads,
+                                                         chosen_by=plan.reason))
 
 
 @get("/models/{model:str}", responses={404: _ERRORS[404]}, summary="One model's card, with its status")

@@ -105,8 +105,17 @@ class ModelSummary(msgspec.Struct):
     error: str | None
 
 
+class ServerPlan(msgspec.Struct):
+    """How this server runs: what CNNZOO_WORKERS=auto chose (or what was set), and why."""
+
+    workers: int  # server processes, each with every model
+    ort_threads: int  # ONNX Runtime intra-op threads per model
+    chosen_by: str  # e.g. "auto: 2 CPUs, no NVIDIA GPU"
+
+
 class ModelList(msgspec.Struct):
     models: list[ModelSummary]
+    server: ServerPlan
 
 
 class Liveness(msgspec.Struct):

@@ -15,6 +15,7 @@ from pathlib import Path
 from modelrepo.providers import CPU, CUDA, provider_names
 
 PREFIX = "CNNZOO_"
+SERVERS = ("granian", "uvicorn")
 
 
 class SettingsError(ValueError):
@@ -37,15 +38,18 @@ class Settings:
     ort_threads: int = 0  # intra-op threads per session; 0 lets ONNX Runtime choose
     host: str = "127.0.0.1"
     port: int = 8000
-    workers: int = 1  # server processes; each loads every model and batches on its own
+    # Server processes; each loads every model and batches on its own. None ("auto"): one per
+    # NVIDIA GPU, else one per CPU (service/machine.py).
+    workers: int | None = None
+    server: str = "granian"  # the ASGI server `python -m service` runs: "granian" or "uvicorn"
     graceful_timeout_s: int = 30  # on SIGTERM, how long in-flight requests get to finish
     keep_alive_s: int = 5
     log_level: str = "info"
-    access_log: bool = True  # one uvicorn line per request
+    access_log: bool = False  # one line per request (docs/results.md: what it costs)
 
     def __post_init__(self) -> None:
         for name in ("max_upload_bytes", "max_image_pixels", "max_batch_images", "max_batch",
-                     "worker_threads", "workers"):
+                     "worker_threads"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{PREFIX}{name.upper()} must be at least 1, got {getattr(self, name)}")
         if self.batch_window_ms < 0 or self.ort_threads < 0:
@@ -54,6 +58,10 @@ class Settings:
             raise SettingsError(f"{PREFIX}PORT must be in 0..65535, got {self.port}")
         if not self.providers:
             raise SettingsError(f"{PREFIX}PROVIDERS must name at least one provider")
+        if self.workers is not None and self.workers < 1:
+            raise SettingsError(f"{PREFIX}WORKERS must be auto or at least 1, got {self.workers}")
+        if self.server not in SERVERS:
+            raise SettingsError(f"{PREFIX}SERVER must be one of {', '.join(SERVERS)}, got {self.server!r}")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -65,7 +73,10 @@ class Settings:
             raw = environ.get(key)
             if raw is None or raw.strip() == "":
                 continue
-            values[field.name] = _parse(key, raw.strip(), field.default)
+            if field.name == "workers":
+                values[field.name] = None if raw.strip().lower() == "auto" else _parse(key, raw.strip(), 1)
+            else:
+                values[field.name] = _parse(key, raw.strip(), field.default)
         return cls(**values)
 
 

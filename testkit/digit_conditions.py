@@ -17,10 +17,12 @@ import io
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageFilter
 
+from testkit.fixture_images import read_idx
 from testkit.handwriting import DIGITS, HABITS, Stroke, render_like_the_page  # the browser tests' strokes
 
 # Stroke width is changed on the digit enlarged 4x (112 px, as a larger scan or drawing would
@@ -238,3 +240,21 @@ CONDITIONS: list[Condition] = [
               drawn(HABITS, DRAWN_VARIANTS)),
 ]
 BY_NAME = {condition.name: condition for condition in CONDITIONS}
+
+
+def mnist_test_digits(data_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The MNIST *test* split only (t10k): the benchmark never reads a training image."""
+    raw = data_dir / "MNIST" / "raw"
+    return read_idx(raw / "t10k-images-idx3-ubyte"), read_idx(raw / "t10k-labels-idx1-ubyte")
+
+
+def benchmark_files(digits: np.ndarray, labels: np.ndarray, sample: int, seed: int,
+                    names: list[str]) -> dict[str, tuple[list[bytes], np.ndarray]]:
+    """Every condition's encoded files: clean from the whole set, the others from one seeded sample."""
+    chosen = np.sort(np.random.default_rng(seed).choice(len(digits), min(sample, len(digits)), replace=False))
+    files = {}
+    for name in names:
+        condition: Condition = BY_NAME[name]
+        pool = (digits, labels) if name == "clean" else (digits[chosen], labels[chosen])
+        files[name] = condition.make(*pool, seed)
+    return files

@@ -69,10 +69,13 @@ class Server:
 
 @contextmanager
 def running_server(repo: Path, log_dir: Path, **settings: object) -> Iterator[Server]:
-    """`python -m service` serving `repo` on a free loopback port, with CNNZOO_<KEY> settings."""
+    """`python -m service` serving `repo` on a free loopback port, with CNNZOO_<KEY> settings.
+
+    One worker process unless `workers=` says otherwise: a test that counts metrics, or
+    reads the log, must talk to the process it counts."""
     port = free_port()
     env = {**os.environ, "CNNZOO_MODEL_REPOSITORY": str(repo), "CNNZOO_HOST": "127.0.0.1",
-           "CNNZOO_PORT": str(port), "CNNZOO_ACCESS_LOG": "off"}
+           "CNNZOO_PORT": str(port), "CNNZOO_ACCESS_LOG": "off", "CNNZOO_WORKERS": "1"}
     env.update({f"CNNZOO_{key.upper()}": str(value) for key, value in settings.items()})
     log_path = log_dir / f"server-{port}.log"
     with open(log_path, "wb") as log:

@@ -1,6 +1,6 @@
 """Training runs fabricated with random weights, and repositories published from them.
 
-Shared by the export and service tests and by bench/service.py: speed and parity do not depend
+Shared by the export and service tests and by bench/service_benchmark.py: speed and parity do not depend
 on the weights, so these stand in for trained runs wherever the tests need a real model file.
 """
 

@@ -17,6 +17,8 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 import pytest
 from testkit.fixture_images import encode, mnist_test
+from service.app import SHUTDOWN_MESSAGE
+from service.settings import SERVERS
 from testkit.live_server import REPO_ROOT, running_server
 
 from service.predict import top_classes
@@ -96,9 +98,10 @@ def test_no_loadable_model_means_not_ready(repo_copy: Path, tmp_path: Path) -> N
         assert httpx.get(f"{server.url}/health/live").status_code == 200
 
 
-def test_sigterm_lets_in_flight_requests_finish(random_repo: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("asgi_server", SERVERS)
+def test_sigterm_lets_in_flight_requests_finish(random_repo: Path, tmp_path: Path, asgi_server: str) -> None:
     # A long batching window holds the request inside the server while SIGTERM arrives.
-    with running_server(random_repo, tmp_path, batch_window_ms=1500) as server:
+    with running_server(random_repo, tmp_path, batch_window_ms=1500, server=asgi_server) as server:
         answers: list[httpx.Response] = []
         request = threading.Thread(target=lambda: answers.append(httpx.post(
             f"{server.url}/predict/cnn-mnist", content=encode(mnist_test()[0][0]), headers=PNG, timeout=30)))
@@ -109,7 +112,7 @@ def test_sigterm_lets_in_flight_requests_finish(random_repo: Path, tmp_path: Pat
     assert answers and answers[0].status_code == 200 and answers[0].json()["model"] == "cnn-mnist"
     # uvicorn finishes its graceful shutdown, then re-raises SIGTERM to exit as signalled.
     assert exit_code in (0, -signal.SIGTERM)
-    assert "Application shutdown complete" in server.log()
+    assert SHUTDOWN_MESSAGE in server.log()
 
 
 def test_a_bad_setting_stops_the_server_at_once_with_its_name(tmp_path: Path) -> None:

@@ -15,6 +15,15 @@ def test_defaults_serve_models_on_loopback() -> None:
     assert (settings.host, settings.port) == ("127.0.0.1", 8000)
     assert settings.providers == ("CUDAExecutionProvider", "CPUExecutionProvider")
     assert settings.batching is True
+    assert settings.workers is None and settings.server == "granian"  # auto; and the faster server here
+    assert settings.access_log is False  # it costs (docs/results.md)
+
+
+def test_workers_are_auto_or_a_number() -> None:
+    assert Settings.from_env({"CNNZOO_WORKERS": "auto"}).workers is None
+    assert Settings.from_env({"CNNZOO_WORKERS": "AUTO"}).workers is None
+    assert Settings.from_env({"CNNZOO_WORKERS": "3"}).workers == 3
+    assert Settings.from_env({"CNNZOO_SERVER": "uvicorn"}).server == "uvicorn"
 
 
 def test_every_kind_of_value_is_read_from_the_environment() -> None:
@@ -43,6 +52,9 @@ def test_provider_names_may_be_short_or_onnx_runtimes_own() -> None:
     ("CNNZOO_PORT", "70000", "0..65535"),
     ("CNNZOO_BATCH_WINDOW_MS", "-1", "must not be negative"),
     ("CNNZOO_PROVIDERS", " , ", "at least one provider"),
+    ("CNNZOO_WORKERS", "0", "auto or at least 1"),
+    ("CNNZOO_WORKERS", "many", "CNNZOO_WORKERS='many'"),
+    ("CNNZOO_SERVER", "gunicorn", "granian, uvicorn"),
 ])
 def test_a_bad_value_names_its_variable(key: str, value: str, message: str) -> None:
     with pytest.raises(SettingsError, match=message.replace(".", r"\.").replace("(", r"\(")):

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from testkit.digit_conditions import BY_NAME, CONDITIONS, DRAWN_VARIANTS, ENLARGE
-from digits import benchmark_files, mnist_test_digits
-from testkit.fixture_images import mnist_test
 from PIL import Image
+
+from testkit.digit_conditions import (BY_NAME, CONDITIONS, DRAWN_VARIANTS, ENLARGE, benchmark_files,
+                                     mnist_test_digits)
+from testkit.fixture_images import mnist_test
 
 DIGITS, LABELS = mnist_test()
 SAMPLE = DIGITS[:40], LABELS[:40]
