@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
+from litestar.exceptions import HTTPException
 
 from modelrepo.layout import INPUT_NAME, MODEL_VERSION, OUTPUT_NAME
 from service.batching import BatcherStopped
@@ -83,6 +84,10 @@ def tracked(state: ServiceState, model_id: str, endpoint: str) -> Iterator[None]
     except ServiceError as err:
         status = http_status(err)
         state.metrics.errors.labels(label, err.code).inc()
+        raise
+    except HTTPException as err:  # the framework's own refusals (a body over the upload limit)
+        status = err.status_code
+        state.metrics.errors.labels(label, str(status)).inc()
         raise
     except Exception:
         status = 500

@@ -10,23 +10,10 @@ volumes, metadata) go to the kubernetes client's models, which are as strict.
 from __future__ import annotations
 
 import re
-import sys
 from typing import Any
 
-
-def _import_kserve():
-    # Importing kserve starts its model server's argument parser on sys.argv; pytest's own
-    # options would reach it (`--co` reads as its `--configure_logging`) and make it exit.
-    argv, sys.argv = sys.argv, sys.argv[:1]
-    try:
-        import kserve
-    finally:
-        sys.argv = argv
-    return kserve
-
-
-kserve = _import_kserve()
-from kubernetes.client import models as kubernetes_models  # noqa: E402 - kserve's own dependency
+from kserve_sdk import kserve  # importable beside tritonclient.grpc (see tests/kserve_sdk.py)
+from kubernetes.client import models as kubernetes_models  # kserve's own dependency
 
 # The SDK's class for each kind this project writes.
 KINDS = {

@@ -15,6 +15,14 @@ def test_defaults_serve_models_on_loopback() -> None:
     assert (settings.host, settings.port) == ("127.0.0.1", 8000)
     assert settings.providers == ("CUDAExecutionProvider", "CPUExecutionProvider")
     assert settings.batching is True
+    assert settings.grpc_port == 8001  # as on Triton
+
+
+def test_grpc_can_be_switched_off_or_moved_but_never_onto_the_http_port() -> None:
+    assert Settings.from_env({"CNNZOO_GRPC_PORT": "0"}).grpc_port == 0
+    assert Settings.from_env({"CNNZOO_GRPC_PORT": "9001", "CNNZOO_PORT": "9000"}).grpc_port == 9001
+    with pytest.raises(SettingsError, match="CNNZOO_GRPC_PORT and CNNZOO_PORT are both 9000"):
+        Settings.from_env({"CNNZOO_GRPC_PORT": "9000", "CNNZOO_PORT": "9000"})
 
 
 def test_every_kind_of_value_is_read_from_the_environment() -> None:
@@ -41,6 +49,7 @@ def test_provider_names_may_be_short_or_onnx_runtimes_own() -> None:
     ("CNNZOO_BATCHING", "maybe", "on/off"),
     ("CNNZOO_MAX_BATCH", "0", "at least 1"),
     ("CNNZOO_PORT", "70000", "0..65535"),
+    ("CNNZOO_GRPC_PORT", "-1", "CNNZOO_GRPC_PORT must be in 0..65535"),
     ("CNNZOO_BATCH_WINDOW_MS", "-1", "must not be negative"),
     ("CNNZOO_PROVIDERS", " , ", "at least one provider"),
 ])
