@@ -306,14 +306,21 @@ def test_no_bad_request_made_a_server_error_and_each_was_counted(server, client:
     assert re.search(r'^cnnzoo_errors_total\{error="invalid_tensor",model="cnn-mnist"\} ', metrics, re.MULTILINE)
 
 
-def test_an_unavailable_model_answers_503_in_the_protocols_shape(repo_copy, tmp_path) -> None:
+def test_an_unavailable_model_answers_503_and_unavailable(repo_copy, tmp_path) -> None:
+    import grpc
+    import tritonclient.grpc as triton_grpc
     from live_server import running_server
 
     (repo_copy / "lenet5-cifar10" / "1" / "model.onnx").write_bytes(b"corrupt")
-    with running_server(repo_copy, tmp_path, grpc_port=0) as srv, srv.client() as http:
+    with running_server(repo_copy, tmp_path) as srv, srv.client() as http:
         assert http.get("/v2/health/ready").json() == {"ready": True}  # one model serves
-        assert http.get("/v2/models/lenet5-cifar10/ready").status_code == 503
+        assert http.get("/v2/models/lenet5-cifar10/ready").json() == {"name": "lenet5-cifar10", "ready": False}
         refused = http.post("/v2/models/lenet5-cifar10/infer", json={"inputs": [image((1, 3, 32, 32))]})
         assert refused.status_code == 503 and "sha256" in refused.json()["error"]
-        with pytest.raises(InferenceServerException, match="unavailable"):
+        with pytest.raises(InferenceServerException, match="sha256"):
             triton_http.InferenceServerClient(srv.url.removeprefix("http://")).get_model_metadata("lenet5-cifar10")
+        with triton_grpc.InferenceServerClient(srv.grpc_address) as client:
+            assert not client.is_model_ready("lenet5-cifar10")
+            with pytest.raises(InferenceServerException) as unavailable:
+                client.get_model_metadata("lenet5-cifar10")
+        assert unavailable.value.status() == str(grpc.StatusCode.UNAVAILABLE)
