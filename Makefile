@@ -5,6 +5,7 @@
 #   make export-all    publish every trained run into models/ (parity gate first; FORCE=1 republishes)
 #   make export MODEL=<id>  publish one run, e.g. MODEL=cnn-mnist
 #   make bench-engine  ONNX Runtime vs PyTorch eager on the CPU, every architecture
+#   make bench-v2      Triton's perf_analyzer against the v2 protocol, HTTP and gRPC (PERF_ANALYZER=path)
 #   make container-test  build and run the images with podman, end to end (minutes; see README)
 #   make deploy-check  validate deploy/ (Kubernetes and KServe manifests) offline, in seconds
 PYTHON ?= python3
@@ -16,7 +17,7 @@ export DATA_DIR
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: help setup setup-serve serve test train train-all export export-all bench bench-train bench-engine bench-service container-test deploy-check clean
+.PHONY: help setup setup-serve serve test train train-all export export-all bench bench-train bench-engine bench-service bench-v2 container-test deploy-check clean
 
 help:
 	@sed -n '1,/^PYTHON/p' Makefile | grep '^#' | sed 's/^# \{0,1\}//'
@@ -67,6 +68,10 @@ serve: $(VENV)/.serve
 # Real servers and a load generator in another process (wrk if installed); prints the figures.
 bench-service: $(VENV)/.dev
 	$(BIN)/python bench/service.py
+
+# perf_analyzer (pip install perf-analyzer; its wheels need glibc >= 2.38) on the same server, v2 over HTTP and gRPC.
+bench-v2: $(VENV)/.dev
+	$(BIN)/python bench/perf_analyzer.py $(if $(PERF_ANALYZER),--perf-analyzer $(PERF_ANALYZER))
 
 bench: bench-train bench-engine bench-service
 

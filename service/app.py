@@ -54,10 +54,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
                  settings.model_repository, len(catalog.entries),
                  "on" if settings.batching else "off", settings.batch_window_ms, settings.max_batch,
                  settings.worker_threads)
-        loading = asyncio.create_task(catalog.load(), name="load-models")
         grpc = await grpc_server.start(app.state.service, version) if settings.grpc_port else None
         if grpc is not None:
             grpc.stop_on_exit_signals()
+        loading = asyncio.create_task(catalog.load(), name="load-models")
         try:
             yield
         finally:

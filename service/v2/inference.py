@@ -120,9 +120,7 @@ async def _rows(state: ServiceState, found: Serving, tensor: Tensor) -> list[np.
     if count > limit:
         raise TooManyImages(f"input {tensor.name!r} holds {count} images; the limit is {limit} "
                             "(CNNZOO_MAX_BATCH_IMAGES)")
-    if tensor.name == IMAGE:
-        if not np.isfinite(tensor.values).all():
-            raise InvalidTensor(f"input {IMAGE!r} holds NaN or infinite values")
+    if tensor.name == IMAGE:  # any float32 values, NaN included, as Triton takes them (perf_analyzer sends random bits)
         return list(tensor.values)
     return await asyncio.gather(*(_decoded(state, found, i, data) for i, data in enumerate(tensor.values)))
 

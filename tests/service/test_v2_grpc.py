@@ -240,3 +240,14 @@ def test_grpc_port_0_switches_grpc_off(random_repo: Path, tmp_path: Path) -> Non
     with running_server(random_repo, tmp_path, grpc_port=0) as srv:
         assert httpx.get(f"{srv.url}/v2/health/live").json() == {"live": True}  # HTTP serves v2 all the same
     assert "gRPC (Open Inference Protocol) on" not in srv.log()
+
+
+def test_the_readmes_tritonclient_example_runs(v2_server, tmp_path: Path, capsys, monkeypatch) -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme[readme.index("### The Open Inference Protocol"):]
+    example = section[section.index("```python\n") + len("```python\n"):section.index("```\n", section.index("```python"))]
+    (tmp_path / "digit.png").write_bytes(encode(mnist_test()[0][0]))  # a 7
+    monkeypatch.chdir(tmp_path)
+    exec(example.replace("127.0.0.1:8001", v2_server.grpc_address), {})
+    printed = capsys.readouterr().out
+    assert re.fullmatch(r"\[\[b'[0-9.]+:7:7' b'[0-9.]+:\d:\d' b'[0-9.]+:\d:\d'\]\]\n", printed), printed
