@@ -23,8 +23,9 @@ RUN python /src/requirements.py --runtime "$RUNTIME" ${ORT_VERSION:+--ort-versio
     && /opt/venv/bin/pip install -r /src/requirements.txt
 
 # ---- package: the cnnzoo wheel, built from service/ and modelrepo/ alone (no training or export code) -----------
+# Its build (setup.py) copies Triton's protobuf schema out of tritonclient, which the image never installs.
 FROM dependencies AS package
-COPY README.md /src/
+COPY README.md setup.py /src/
 COPY modelrepo /src/modelrepo
 COPY service /src/service
 RUN /opt/venv/bin/pip wheel --no-deps --wheel-dir /wheels /src
@@ -55,13 +56,14 @@ ENV PATH=/opt/venv/bin:$PATH \
     CNNZOO_MODEL_REPOSITORY=/opt/cnnzoo/models \
     CNNZOO_HOST=0.0.0.0 \
     CNNZOO_PORT=8000 \
+    CNNZOO_GRPC_PORT=8001 \
     CNNZOO_WORKERS=1 \
     CNNZOO_WORKER_THREADS=2 \
     CNNZOO_GRACEFUL_TIMEOUT_S=8 \
     CNNZOO_KEEP_ALIVE_S=5
 WORKDIR /opt/cnnzoo
 USER 10001:10001
-EXPOSE 8000
+EXPOSE 8000 8001
 # uvicorn handles SIGTERM itself: it stops accepting, answers requests in flight, then exits.
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \

@@ -6,6 +6,7 @@
 #   make export MODEL=<id>  publish one run, e.g. MODEL=cnn-mnist
 #   make bench-engine  ONNX Runtime vs PyTorch eager on the CPU, every architecture
 #   make bench-digits  digit models on real-world degradations of the MNIST test set, through the service
+#   make bench-v2      Triton's perf_analyzer against the v2 protocol, HTTP and gRPC (PERF_ANALYZER=path)
 #   make container-test  build and run the images with podman, end to end (minutes; see README)
 #   make deploy-check  validate deploy/ (Kubernetes and KServe manifests) offline, in seconds
 PYTHON ?= python3
@@ -17,7 +18,7 @@ export DATA_DIR
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: help setup setup-serve serve browser test test-all train train-all export export-all bench bench-train bench-engine bench-service bench-digits container-test deploy-check clean
+.PHONY: help setup setup-serve serve browser test test-all train train-all export export-all bench bench-train bench-engine bench-service bench-digits bench-v2 container-test deploy-check clean
 
 help:
 	@sed -n '1,/^PYTHON/p' Makefile | grep '^#' | sed 's/^# \{0,1\}//'
@@ -82,6 +83,10 @@ bench-service: $(VENV)/.dev
 # each image sent over HTTP to a real server. BENCH_DIGITS_ARGS="--digits 200 --markdown out.md" etc.
 bench-digits: $(VENV)/.dev
 	$(BIN)/python bench/digits.py $(BENCH_DIGITS_ARGS)
+
+# perf_analyzer (pip install perf-analyzer; its wheels need glibc >= 2.38) on the same server, v2 over HTTP and gRPC.
+bench-v2: $(VENV)/.dev
+	$(BIN)/python bench/perf_analyzer.py $(if $(PERF_ANALYZER),--perf-analyzer $(PERF_ANALYZER))
 
 bench: bench-train bench-engine bench-service
 

@@ -40,6 +40,7 @@ from modelrepo.card import read_card
 from service import machine
 from testkit.fixture_images import cifar_test, encode, mnist_test
 from testkit.live_server import free_port, running_server
+from testkit.measure import machine_line, workers_rss_mb
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ROOT / "models"
@@ -112,17 +113,6 @@ def process_server(cmd: list[str], env: dict[str, str], ready_path: str, log: Pa
             process.kill()
 
 
-def children_rss_mb(pid: int) -> list[float]:
-    """RSS of the worker processes under `pid` (or of `pid` itself when it has none), MB."""
-    def rss(p: int) -> float:
-        for line in Path(f"/proc/{p}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        return 0.0
-    kids = [int(k) for k in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    return [rss(k) for k in kids] or [rss(pid)]
-
-
 def ort_batch32_images_per_s(model: str, threads: int, seconds: float = 5.0) -> float:
     """ONNX Runtime alone, in this process: batch 32 of preprocessed input, `threads` intra-op threads."""
     card = read_card(MODELS / model)
@@ -180,7 +170,7 @@ def main() -> int:
                 runs.setdefault(name, []).append(m)
                 print(f"round {r + 1}  {name:32s} {m.req_s:9.1f} req/s  p50 {m.p50_ms:7.2f} ms  "
                       f"p99 {m.p99_ms:7.2f} ms  errors {m.errors}", flush=True)
-        rss = children_rss_mb(cnnzoo["on"].process.pid)
+        rss = workers_rss_mb(cnnzoo["on"].process.pid)
         report(runs, plan)
         ort_rate = ort_batch32_images_per_s("nin-cifar10", plan.workers * plan.ort_threads)
         served = statistics.median(m.req_s for m in runs["cnnzoo nin-cifar10"])
@@ -209,19 +199,12 @@ def report(runs: dict[str, list[Measure]], plan: machine.Plan) -> None:
 
 
 def soak(server, body: Path, seconds: int, work: Path) -> None:
-    before = children_rss_mb(server.process.pid)
+    before = workers_rss_mb(server.process.pid)
     m = wrk(f"{server.url}/predict/cnn-mnist", body, seconds, work)
-    after = children_rss_mb(server.process.pid)
+    after = workers_rss_mb(server.process.pid)
     growth = max((a - b) / b for a, b in zip(after, before))
     print(f"\nsoak: {seconds} s at c{CONCURRENCY}: {m.req_s:.0f} req/s, {m.errors} errors; RSS "
           f"{', '.join(f'{b:.0f}->{a:.0f} MB' for b, a in zip(before, after))} (worst growth {100 * growth:.1f} %, goal < 5 %)")
-
-
-def machine_line() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), "?")
-    load1, load5, _ = os.getloadavg()
-    return f"{cpu}, {os.cpu_count()} CPUs, load average {load1:.1f}/{load5:.1f} at start"
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from service.metrics import Metrics
 from service.predict import top_classes
 from service.preprocess import KINDS, normalise
 from service.repository import load_model
-from service.schemas import ClassScore, Prediction, Timings
+from service.schemas import Prediction, Timings
 from service.settings import Settings
 from testkit.fixture_images import cifar_test, encode, mnist_test
 

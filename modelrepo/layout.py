@@ -7,7 +7,8 @@ from pathlib import Path
 CARD_FILE = "card.json"
 CONFIG_FILE = "config.pbtxt"
 LABELS_FILE = "labels.txt"
-MODEL_FILE = Path("1") / "model.onnx"  # version 1, one self-contained ONNX file
+MODEL_VERSION = "1"  # the one version folder; Triton and the Open Inference Protocol name versions by it
+MODEL_FILE = Path(MODEL_VERSION) / "model.onnx"  # one self-contained ONNX file
 
 # The ONNX graph: `image` float32 [batch, C, H, W], already normalised; `logits` [batch, K].
 INPUT_NAME = "image"

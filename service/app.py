@@ -1,8 +1,10 @@
 """`create_app(settings)`: the Litestar app, built in one place.
 
 At startup (the lifespan) the worker threads, the metrics and the catalog of models are made,
-and the models start loading in the background; at shutdown, requests still queued for a
-batch are answered first, then the threads stop. `/` serves the web page (service/page.py).
+the models start loading in the background, and the Open Inference Protocol's gRPC server
+starts (service/v2, on CNNZOO_GRPC_PORT unless it is 0; its HTTP routes are under /v2); at
+shutdown, gRPC calls in flight and requests still queued for a batch are answered first, then
+the threads stop. `/` serves the web page (service/page.py).
 
     uvicorn --factory service.app:create_app        # settings from CNNZOO_* variables
     python -m service                                # the same, with host/port/workers from them
@@ -28,6 +30,10 @@ from service.metrics import Metrics
 from service.page import PAGE_ROUTES
 from service.routes import ROUTES, ServiceState
 from service.settings import Settings
+from service.v2 import grpc_server
+from service.v2.http import ROUTES as V2_ROUTES
+from service.v2.http import v2_aware
+from service.v2.protos import schema
 
 log = logging.getLogger("service")
 SHUTDOWN_MESSAGE = "service stopped: requests in flight answered, batchers and worker threads stopped"
@@ -37,6 +43,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
     """The service for `settings` (default: read from the environment)."""
     settings = settings if settings is not None else Settings.from_env()
     _configure_logging(settings.log_level)
+    schema()  # Triton's protobuf schema: a broken installation stops here, not at the first gRPC call
+    version = _version()
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -51,10 +59,15 @@ def create_app(settings: Settings | None = None) -> Litestar:
                  settings.model_repository, len(catalog.entries),
                  "on" if settings.batching else "off", settings.batch_window_ms, settings.max_batch,
                  settings.worker_threads, plan.ort_threads, plan.workers, plan.reason)
+        grpc = await grpc_server.start(app.state.service, version) if settings.grpc_port else None
+        if grpc is not None:
+            grpc.stop_on_exit_signals()
         loading = asyncio.create_task(catalog.load(), name="load-models")
         try:
             yield
         finally:
+            if grpc is not None:
+                await grpc.stop()  # before the batchers: calls in flight still need them
             loading.cancel()
             with suppress(asyncio.CancelledError):
                 await loading
@@ -63,15 +76,15 @@ def create_app(settings: Settings | None = None) -> Litestar:
             log.info("%s", SHUTDOWN_MESSAGE)
 
     return Litestar(
-        route_handlers=[*ROUTES, *PAGE_ROUTES],
+        route_handlers=[*ROUTES, *V2_ROUTES, *PAGE_ROUTES],
         lifespan=[lifespan],
         request_max_body_size=settings.max_upload_bytes,
-        exception_handlers={
-            ServiceError: service_error_handler,
-            HTTPException: http_error_handler,
-            Exception: internal_error_handler,
+        exception_handlers={  # under /v2 the protocol's own error shape
+            ServiceError: v2_aware(service_error_handler),
+            HTTPException: v2_aware(http_error_handler),
+            Exception: v2_aware(internal_error_handler),
         },
-        openapi_config=OpenAPIConfig(title="cnnzoo", version=_version(), path="/schema",
+        openapi_config=OpenAPIConfig(title="cnnzoo", version=version, path="/schema",
                                      description="Classic CNNs on MNIST and CIFAR-10, served on ONNX Runtime."),
     )
 

@@ -19,10 +19,13 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from contextlib import suppress
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
-Infer = Callable[[np.ndarray], np.ndarray]  # N×C×H×W float32 -> N×K (logits or probabilities)
+# N×C×H×W float32 -> N rows of output, `outputs[row]` being one input's (an N×K array, or
+# LoadedModel.score's Scores: logits and probabilities)
+Infer = Callable[[np.ndarray], Any]
 
 
 class BatcherStopped(RuntimeError):

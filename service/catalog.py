@@ -87,7 +87,7 @@ class Catalog:
     def _serve(self, entry: ModelEntry, model: LoadedModel) -> None:
         entry.card, entry.model = model.card, model
         entry.batcher = Batcher(
-            model.classify, self._executor, max_batch=self.settings.max_batch,
+            model.score, self._executor, max_batch=self.settings.max_batch,
             window_s=self.settings.batch_window_ms / 1000, enabled=self.settings.batching,
             max_in_flight=self.settings.worker_threads, on_batch=self._metrics.batch_recorder(model.id))
         entry.batcher.start()

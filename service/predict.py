@@ -21,6 +21,7 @@ from service.catalog import Serving
 from service.errors import EmptyBody, ModelUnavailable
 from service.images import open_image
 from service.preprocess import InputSpec, preprocess_image, to_pixels
+from service.repository import LoadedModel
 from service.schemas import ClassScore, Prediction, Timings
 
 INLINE_DECODE_PIXELS = 64 * 64
@@ -31,20 +32,14 @@ async def predict_image(serving: Serving, data: bytes, top_k: int, *, executor: 
     """Classify one encoded image; `started` is when the request reached the handler.
     `include_input` adds the model's input as a PNG (`Prediction.input_png`)."""
     model = serving.model
-    if not data:
-        raise EmptyBody("the image is empty (0 bytes)")
     decode_start = time.perf_counter()
-    image = open_image(data, max_pixels)  # the header only: format and size checked
-    if image.width * image.height <= INLINE_DECODE_PIXELS:
-        x = preprocess_image(image, model.spec)
-    else:
-        x = await asyncio.get_running_loop().run_in_executor(executor, preprocess_image, image, model.spec)
+    x = await image_input(model, data, executor=executor, max_pixels=max_pixels)
     decode_s = time.perf_counter() - decode_start
     try:
-        probabilities, timing = await serving.batcher.submit(x)
+        row, timing = await serving.batcher.submit(x)
     except BatcherStopped as err:
         raise ModelUnavailable(f"model {model.id!r} is shutting down") from err
-    scores = top_classes(probabilities, model.card.classes, top_k)
+    scores = top_classes(row.probabilities, model.card.classes, top_k)
     seen = input_png(x, model.spec) if include_input else None
     return Prediction(
         model=model.id, label=scores[0].label, index=scores[0].index, probability=scores[0].probability,
@@ -59,6 +54,16 @@ def input_png(x: np.ndarray, spec: InputSpec) -> str:
     buffer = io.BytesIO()
     Image.fromarray(to_pixels(x, spec)).save(buffer, "PNG")
     return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+async def image_input(model: LoadedModel, data: bytes, *, executor: Executor, max_pixels: int) -> np.ndarray:
+    """One encoded image -> the model's normalised C×H×W input (also the v2 protocol's `image_bytes`)."""
+    if not data:
+        raise EmptyBody("the image is empty (0 bytes)")
+    image = open_image(data, max_pixels)  # the header only: format and size checked
+    if image.width * image.height <= INLINE_DECODE_PIXELS:
+        return preprocess_image(image, model.spec)
+    return await asyncio.get_running_loop().run_in_executor(executor, preprocess_image, image, model.spec)
 
 
 def top_classes(probabilities: np.ndarray, classes: list[str], k: int) -> list[ClassScore]:

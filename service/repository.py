@@ -52,6 +52,22 @@ class LoadedModel:
         """N×C×H×W -> N×K probabilities, softmax included: the batch's worker thread does it all."""
         return softmax(self.infer(images))
 
+    def score(self, images: np.ndarray) -> Scores:
+        """N×C×H×W -> logits and probabilities, each computed once (what the batcher runs)."""
+        logits = self.infer(images)
+        return Scores(logits, softmax(logits))
+
+
+@dataclass(frozen=True)
+class Scores:
+    """A batch's answers; `scores[row]` is one image's, as the batcher hands each request its row."""
+
+    logits: np.ndarray  # K or N×K float32, as the graph computes them
+    probabilities: np.ndarray  # float64, softmax of the logits: what /predict reports
+
+    def __getitem__(self, row: int) -> Scores:
+        return Scores(self.logits[row], self.probabilities[row])
+
 
 def load_model(folder: Path, providers: tuple[str, ...], *, ort_threads: int = 0,
                warm_up_sizes: tuple[int, ...] = (1,)) -> LoadedModel:

@@ -38,6 +38,7 @@ class Settings:
     ort_threads: int = 0  # intra-op threads per session; 0 lets ONNX Runtime choose
     host: str = "127.0.0.1"
     port: int = 8000
+    grpc_port: int = 8001  # the Open Inference Protocol over gRPC, as on Triton; 0: off
     # Server processes; each loads every model and batches on its own. None ("auto"): one per
     # NVIDIA GPU, else one per CPU (service/machine.py).
     workers: int | None = None
@@ -54,8 +55,11 @@ class Settings:
                 raise SettingsError(f"{PREFIX}{name.upper()} must be at least 1, got {getattr(self, name)}")
         if self.batch_window_ms < 0 or self.ort_threads < 0:
             raise SettingsError(f"{PREFIX}BATCH_WINDOW_MS and {PREFIX}ORT_THREADS must not be negative")
-        if not 0 <= self.port <= 65535:
-            raise SettingsError(f"{PREFIX}PORT must be in 0..65535, got {self.port}")
+        for name in ("port", "grpc_port"):
+            if not 0 <= getattr(self, name) <= 65535:
+                raise SettingsError(f"{PREFIX}{name.upper()} must be in 0..65535, got {getattr(self, name)}")
+        if self.grpc_port and self.grpc_port == self.port:
+            raise SettingsError(f"{PREFIX}GRPC_PORT and {PREFIX}PORT are both {self.port}: gRPC needs a port of its own")
         if not self.providers:
             raise SettingsError(f"{PREFIX}PROVIDERS must name at least one provider")
         if self.workers is not None and self.workers < 1:

@@ -1,4 +1,4 @@
-"""A real server for the tests: `python -m service` on a free 127.0.0.1 port, in a subprocess.
+"""A real server for the tests: `python -m service` on free 127.0.0.1 ports (HTTP and gRPC), in a subprocess.
 
 `running_server` waits until every model has been tried and always stops the server (SIGTERM,
 as a container runtime would; SIGKILL only if it hangs).
@@ -34,6 +34,7 @@ class Server:
     url: str
     process: subprocess.Popen
     log_path: Path
+    grpc_address: str | None = None  # host:port of the Open Inference Protocol over gRPC; None when off
 
     def client(self, **options) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=60, **options)
@@ -69,11 +70,13 @@ class Server:
 
 @contextmanager
 def running_server(repo: Path, log_dir: Path, **settings: object) -> Iterator[Server]:
-    """`python -m service` serving `repo` on a free loopback port, with CNNZOO_<KEY> settings.
+    """`python -m service` serving `repo` on free loopback ports, with CNNZOO_<KEY> settings.
 
-    One worker process unless `workers=` says otherwise: a test that counts metrics, or
-    reads the log, must talk to the process it counts."""
+    Each server gets a gRPC port of its own (the default 8001 would clash between servers), and
+    one worker process unless `workers=` says otherwise: a test that counts metrics, or reads
+    the log, must talk to the process it counts."""
     port = free_port()
+    settings.setdefault("grpc_port", free_port())
     env = {**os.environ, "CNNZOO_MODEL_REPOSITORY": str(repo), "CNNZOO_HOST": "127.0.0.1",
            "CNNZOO_PORT": str(port), "CNNZOO_ACCESS_LOG": "off", "CNNZOO_WORKERS": "1"}
     env.update({f"CNNZOO_{key.upper()}": str(value) for key, value in settings.items()})
@@ -81,7 +84,8 @@ def running_server(repo: Path, log_dir: Path, **settings: object) -> Iterator[Se
     with open(log_path, "wb") as log:
         process = subprocess.Popen([sys.executable, "-m", "service"], cwd=REPO_ROOT, env=env,
                                    stdout=log, stderr=subprocess.STDOUT)
-    server = Server(f"http://127.0.0.1:{port}", process, log_path)
+    grpc_port = int(settings["grpc_port"])
+    server = Server(f"http://127.0.0.1:{port}", process, log_path, f"127.0.0.1:{grpc_port}" if grpc_port else None)
     try:
         server.wait_until_loaded()
         yield server

@@ -9,42 +9,11 @@ volumes, metadata) go to the kubernetes client's models, which are as strict.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import re
-import sys
-import types
-from pathlib import Path
 from typing import Any
 
-
-def _import_kserve_api() -> types.SimpleNamespace:
-    """kserve's API model classes and constants, without running `kserve/__init__.py`. That
-    file starts its model server's argument parser on sys.argv (pytest's options would make
-    it exit) and registers KServe's gRPC protos, whose `inference.*` names collide with
-    tritonclient's in protobuf's one descriptor pool: the v2 protocol tests import those."""
-    spec = importlib.util.find_spec("kserve")
-    stub = types.ModuleType("kserve")
-    stub.__path__ = list(spec.submodule_search_locations)
-    saved = {name: module for name, module in sys.modules.items() if name == "kserve" or name.startswith("kserve.")}
-    sys.modules["kserve"] = stub
-    try:
-        models = importlib.import_module("kserve.models")
-        constants = importlib.import_module("kserve.constants.constants")
-    finally:  # a later `import kserve` gets the whole package, as it would have
-        for name in [n for n in sys.modules if n == "kserve" or n.startswith("kserve.")]:
-            del sys.modules[name]
-        sys.modules.update(saved)
-    # Where KServe's storage initializer puts the model (kserve.model_repository.MODEL_MOUNT_DIRS,
-    # which cannot be imported without the model server).
-    mount = re.search(r'^MODEL_MOUNT_DIRS = "([^"]+)"', (Path(stub.__path__[0]) / "model_repository.py").read_text(),
-                      re.MULTILINE)[1]
-    return types.SimpleNamespace(**{name: getattr(models, name) for name in dir(models) if name.startswith("V1")},
-                                 models=models, constants=constants, MODEL_MOUNT_DIRS=mount)
-
-
-kserve = _import_kserve_api()
-from kubernetes.client import models as kubernetes_models  # noqa: E402 - kserve's own dependency
+from testkit.kserve_sdk import kserve  # importable beside tritonclient.grpc (see testkit/kserve_sdk.py)
+from kubernetes.client import models as kubernetes_models  # kserve's own dependency
 
 # The SDK's class for each kind this project writes.
 KINDS = {

@@ -22,9 +22,6 @@ from service import routes
 from service.app import create_app
 from service.settings import Settings
 
-# The gRPC server's port. It must follow CNNZOO_GRPC_PORT (Settings().grpc_port) once that
-# setting lands in service/settings.py; until then this is the one place it is written.
-GRPC_PORT = 8001
 # The oldest Kubernetes the manifests are meant for, and the newest kubernetes-validate knows.
 KUBERNETES_VERSIONS = ("1.25", kubernetes_validate.latest_version())
 # The runtime container KServe merges an InferenceService's model spec into (its SDK has no constant).
@@ -227,7 +224,8 @@ def test_the_service_exposes_http_and_grpc_of_the_pods() -> None:
         template = the("Deployment", f"kubernetes/{variant}/")["spec"]["template"]
         assert service["spec"]["selector"].items() <= template["metadata"]["labels"].items()
         container_ports = {p["name"]: p["containerPort"] for p in pod.container["ports"]}
-        assert container_ports == {"http": settings_in(pod.container, IMAGE).port, "grpc": GRPC_PORT}
+        settings = settings_in(pod.container, IMAGE)  # CNNZOO_GRPC_PORT's default unless the pod sets it
+        assert container_ports == {"http": settings.port, "grpc": settings.grpc_port}
         for name, port in ports.items():  # the same numbers inside and outside the cluster
             assert port["targetPort"] == name and port["port"] == container_ports[name]
 
@@ -248,7 +246,7 @@ def test_the_autoscaler_and_the_disruption_budget_cover_the_deployment() -> None
 
 def test_the_runtime_serves_the_folder_where_kserve_puts_the_storage_uri() -> None:
     settings = settings_in(PODS["kserve"].container, IMAGE)
-    assert settings.model_repository == Path(kserve.MODEL_MOUNT_DIRS)
+    assert settings.model_repository == Path(kserve.model_repository.MODEL_MOUNT_DIRS)
 
 
 def test_the_inference_service_asks_the_runtime_for_v2() -> None:

@@ -19,7 +19,6 @@ from modelrepo.card import metadata_dict, read_card
 from modelrepo.layout import MODEL_FILE
 from training.datasets import DATASETS
 from modelrepo.starter import GIT_ONNX_BUDGET_BYTES, STARTER_SET
-from training.recipes import TRAIN_ALL, model_id
 
 ROOT = Path(__file__).parents[2]
 MODELS = ROOT / "models"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from testkit.live_server import Server, running_server
+from testkit.live_server import REPO_ROOT, Server, running_server
 from testkit.random_runs import publish_random_models
 
 
@@ -41,3 +41,16 @@ def server(random_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
 def client(server: Server) -> Iterator[httpx.Client]:
     with server.client() as http:
         yield http
+
+
+@pytest.fixture(scope="session")
+def starter_repo() -> Path:
+    """The committed starter models (models/): real weights, so answers can be checked against the truth."""
+    return REPO_ROOT / "models"
+
+
+@pytest.fixture(scope="session")
+def v2_server(starter_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One server on the starter models, shared by the Open Inference Protocol tests (HTTP and gRPC)."""
+    with running_server(starter_repo, tmp_path_factory.mktemp("v2-server-logs")) as srv:
+        yield srv

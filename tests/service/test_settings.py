@@ -17,6 +17,7 @@ def test_defaults_serve_models_on_loopback() -> None:
     assert settings.batching is True
     assert settings.workers is None and settings.server == "granian"  # auto; and the faster server here
     assert settings.access_log is False  # it costs (docs/results.md)
+    assert settings.grpc_port == 8001  # as on Triton
 
 
 def test_workers_are_auto_or_a_number() -> None:
@@ -24,6 +25,13 @@ def test_workers_are_auto_or_a_number() -> None:
     assert Settings.from_env({"CNNZOO_WORKERS": "AUTO"}).workers is None
     assert Settings.from_env({"CNNZOO_WORKERS": "3"}).workers == 3
     assert Settings.from_env({"CNNZOO_SERVER": "uvicorn"}).server == "uvicorn"
+
+
+def test_grpc_can_be_switched_off_or_moved_but_never_onto_the_http_port() -> None:
+    assert Settings.from_env({"CNNZOO_GRPC_PORT": "0"}).grpc_port == 0
+    assert Settings.from_env({"CNNZOO_GRPC_PORT": "9001", "CNNZOO_PORT": "9000"}).grpc_port == 9001
+    with pytest.raises(SettingsError, match="CNNZOO_GRPC_PORT and CNNZOO_PORT are both 9000"):
+        Settings.from_env({"CNNZOO_GRPC_PORT": "9000", "CNNZOO_PORT": "9000"})
 
 
 def test_every_kind_of_value_is_read_from_the_environment() -> None:
@@ -50,6 +58,7 @@ def test_provider_names_may_be_short_or_onnx_runtimes_own() -> None:
     ("CNNZOO_BATCHING", "maybe", "on/off"),
     ("CNNZOO_MAX_BATCH", "0", "at least 1"),
     ("CNNZOO_PORT", "70000", "0..65535"),
+    ("CNNZOO_GRPC_PORT", "-1", "CNNZOO_GRPC_PORT must be in 0..65535"),
     ("CNNZOO_BATCH_WINDOW_MS", "-1", "must not be negative"),
     ("CNNZOO_PROVIDERS", " , ", "at least one provider"),
     ("CNNZOO_WORKERS", "0", "auto or at least 1"),

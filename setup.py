@@ -1,0 +1,32 @@
+"""The one build step pyproject.toml cannot state: Triton's protobuf schema for service/v2.
+
+`build_py` writes service/v2/triton_protocol.binpb from the tritonclient that the build
+environment holds ([build-system] requires it), so the installed service needs no tritonclient
+(service/v2/protos.py says why and how it is read). In a wheel the file goes into the build
+folder; in an editable install (`pip install -e .`) into the checkout, where git ignores it.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from setuptools import setup
+from setuptools.command.build_py import build_py
+
+ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT))  # the build runs this file from an isolated environment
+
+from service.v2 import protos  # noqa: E402  (imports google.protobuf only)
+
+
+class BuildWithProtocolSchema(build_py):
+    def run(self) -> None:
+        super().run()
+        relative = protos.DESCRIPTOR_SET.relative_to(ROOT)
+        target = ROOT / relative if self.editable_mode else Path(self.build_lib) / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        protos.write_descriptor_set(target)
+
+
+setup(cmdclass={"build_py": BuildWithProtocolSchema})
