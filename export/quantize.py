@@ -21,6 +21,7 @@ No torch here: the images come in as uint8 arrays.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import sys
 import tempfile
@@ -33,6 +34,7 @@ import msgspec
 import numpy as np
 import onnx
 import onnxruntime as ort
+from onnx import numpy_helper
 from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                       quantize_static)
 from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -119,9 +121,34 @@ class CalibrationBatches(CalibrationDataReader):
 
 
 def prepare(fp32_onnx: Path, prepared: Path) -> None:
-    """Shape inference and ONNX Runtime's basic optimizer, as ONNX Runtime advises before quantizing.
-    Symbolic shape inference is skipped: these graphs have static shapes but for the batch axis."""
+    """Shape inference and ONNX Runtime's basic optimizer, as ONNX Runtime advises before quantizing,
+    then one copy of each weight. Symbolic shape inference is skipped: these graphs have static
+    shapes but for the batch axis."""
     quant_pre_process(str(fp32_onnx), str(prepared), skip_symbolic_shape=True)
+    proto = onnx.load(str(prepared))
+    if share_identical_initializers(proto.graph):
+        onnx.save(proto, str(prepared))
+
+
+def share_identical_initializers(graph: onnx.GraphProto) -> int:
+    """Point every use of identical initializers at the first of them; returns how many went.
+
+    A test-time-flip graph runs the same net twice on shared weights, but folding BatchNorm into
+    each Conv node writes a fused copy per node: without this, ResNet18's int8 file is 22.6 MB
+    instead of 11.3 (and its prepared fp32 graph 89 MB instead of 45)."""
+    first: dict[tuple, str] = {}
+    renamed: dict[str, str] = {}
+    for tensor in graph.initializer:
+        array = numpy_helper.to_array(tensor)
+        key = (array.dtype.str, array.shape, hashlib.sha256(array.tobytes()).digest())
+        renamed[tensor.name] = first.setdefault(key, tensor.name)
+    duplicates = {name for name, kept in renamed.items() if name != kept}
+    for node in graph.node:
+        node.input[:] = [renamed[name] if name in duplicates else name for name in node.input]
+    kept = [t for t in graph.initializer if t.name not in duplicates]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    return len(duplicates)
 
 
 def quantize_onnx(prepared: Path, output: Path, calibration: CalibrationBatches, method: str,

@@ -20,7 +20,9 @@ from export.__main__ import main
 from export.errors import Int8GateFailed, NotQuantizable
 from export.int8_gate import MAX_ACCURACY_DROP, MIN_TOP1_AGREEMENT, compare
 from export.model_folder import read_metadata, sha256_file
-from export.quantize import (METHODS, SCHEMES, calibration_split, cpu_session, logits_of, normalised,
+from export.parity import CPU
+from export.publish import publish_run
+from export.quantize import (METHODS, SCHEMES, calibration_split, cpu_session, logits_of, normalised, prepare,
                              quantize_model)
 from modelrepo.card import metadata_dict, read_card
 from modelrepo.layout import MODEL_FILE
@@ -85,6 +87,23 @@ def test_calibration_and_selection_images_are_disjoint_seeded_training_samples(f
     assert np.array_equal(again.pixels, calibration.pixels) and not np.array_equal(other.pixels, calibration.pixels)
     with pytest.raises(NotQuantizable, match="holds 2000"):
         calibration_split(train, 1500, 600, seed=0)
+
+
+def test_preparing_a_mirror_averaged_graph_keeps_one_copy_of_each_weight(make_run, tmp_path, fixtures_dir):
+    """Folding BatchNorm per Conv node would copy every weight of the test-time-flip graph's two branches."""
+    run = make_run("residual", "mnist", recipe={"tta": "hflip"})
+    folder = publish_run(run, tmp_path / "models", data_dir=fixtures_dir, parity_limit=32, providers=[CPU],
+                         progress=False)
+    prepare(folder / MODEL_FILE, tmp_path / "prepared.onnx")
+    prepared = onnx.load(str(tmp_path / "prepared.onnx"))
+    assert "BatchNormalization" not in {node.op_type for node in prepared.graph.node}  # folded
+    contents = [onnx.numpy_helper.to_array(t).tobytes() for t in prepared.graph.initializer]
+    assert len(contents) == len(set(contents))
+    fp32_bytes = (folder / MODEL_FILE).stat().st_size
+    assert (tmp_path / "prepared.onnx").stat().st_size < 1.1 * fp32_bytes
+    inputs = normalised(fixture_images("mnist", False, fixtures_dir).pixels[:64], read_card(folder).preprocessing)
+    np.testing.assert_allclose(logits_of(cpu_session(tmp_path / "prepared.onnx"), inputs),
+                               logits_of(cpu_session(folder / MODEL_FILE), inputs), rtol=0, atol=1e-4)
 
 
 # --- a passing quantization, and its card --------------------------------------------------------
