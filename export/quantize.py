@@ -49,10 +49,11 @@ from modelrepo.providers import CPU
 
 INT8_SUFFIX = "-int8"
 METHODS = ("MinMax", "Entropy", "Percentile")
-# On an AVX2 CPU without VNNI, ONNX Runtime runs QDQ int8 graphs fast only with uint8 activations
-# (S8S8 leaves ResNet's convolutions and residual adds in float; forced s8s8 kernels run at a
-# fifth of fp32's speed), and its u8 x s8 kernel adds products in pairs into int16, which
-# full-range weights can saturate; reduce_range (7-bit weights) cannot. Measured: docs/results.md.
+# On x86 ONNX Runtime fuses QDQ groups fully only with uint8 activations (S8S8 leaves most of
+# ResNet's convolutions and residual adds in float; forced s8s8 kernels run at a sixth of fp32's
+# speed on AVX2), and without VNNI its u8 x s8 kernel adds products in pairs into int16, which
+# full-range weights saturate; reduce_range (7-bit weights) cannot. U8U8 does not saturate but
+# is slower. Measured: docs/results.md, "INT8 quantization".
 SCHEMES = (QuantScheme(format="QDQ", activation_type="uint8", weight_type="int8", per_channel=True,
                        reduce_range=True),)
 CALIBRATION_IMAGES = 1000
@@ -205,8 +206,10 @@ def quantize_model(fp32_folder: Path, repo_dir: Path, *, train: LabelledImages, 
     fp32_folder = Path(fp32_folder)
     card = source_card(fp32_folder)
     unknown = sorted(set(methods) - set(METHODS))
-    if unknown or not methods or not schemes:
-        raise ValueError(f"methods must be some of {', '.join(METHODS)} (got {list(methods)}), with a scheme")
+    if unknown or not methods:
+        raise ValueError(f"calibration methods must be some of {', '.join(METHODS)}, got {list(methods)}")
+    if not schemes:
+        raise ValueError("no scheme to quantize with")
     calibration, selection = calibration_split(train, calibration_images, selection_images, seed)
     say = _reporter(progress, card.id)
     fp32 = cpu_session(fp32_folder / MODEL_FILE)
@@ -217,7 +220,7 @@ def quantize_model(fp32_folder: Path, repo_dir: Path, *, train: LabelledImages, 
     with tempfile.TemporaryDirectory(prefix=f"quantize-{card.id}-") as tmp:
         work = Path(tmp)
         prepare(fp32_folder / MODEL_FILE, work / "prepared.onnx")
-        tried: list[tuple[QuantCandidate, Comparison, Path]] = []
+        tried: list[tuple[QuantCandidate, Path]] = []
         for method in methods:
             for number, scheme in enumerate(schemes):
                 path = work / f"{method}-{number}.onnx"
@@ -227,12 +230,9 @@ def quantize_model(fp32_folder: Path, repo_dir: Path, *, train: LabelledImages, 
                                    selection.labels)
                 say(f"  held out {measured.images}: int8 {100 * measured.int8_accuracy:.2f} % "
                     f"(fp32 {100 * measured.fp32_accuracy:.2f} %), agreement {100 * measured.top1_agreement:.2f} %")
-                tried.append((QuantCandidate(method=method, scheme=scheme, images=measured.images, split="train",
-                                             fp32_accuracy=measured.fp32_accuracy,
-                                             int8_accuracy=measured.int8_accuracy,
-                                             top1_agreement=measured.top1_agreement), measured, path))
+                tried.append((candidate(method, scheme, measured), path))
         # max() keeps the first of equals: the order of `methods`, then of `schemes`, breaks ties.
-        chosen, _, chosen_path = max(tried, key=lambda t: (t[1].top1_agreement, t[1].int8_accuracy))
+        chosen, chosen_path = max(tried, key=lambda t: (t[0].top1_agreement, t[0].int8_accuracy))
         say(f"chosen: {chosen.method}, {chosen.scheme.label()}; gate on {len(test)} test images")
 
         test_inputs = normalised(test.pixels, card.preprocessing)
@@ -245,8 +245,14 @@ def quantize_model(fp32_folder: Path, repo_dir: Path, *, train: LabelledImages, 
             quantizer=f"onnxruntime {ort.__version__} quantize_static, after quant_pre_process",
             scheme=chosen.scheme,
             calibration=Calibration(method=chosen.method, images=len(calibration), split="train", seed=seed),
-            gate=gate, candidates=[candidate for candidate, _, _ in tried])
+            gate=gate, candidates=[c for c, _ in tried])
         return _publish(chosen_path, card, quantization, repo_dir, work)
+
+
+def candidate(method: str, scheme: QuantScheme, measured: Comparison) -> QuantCandidate:
+    return QuantCandidate(method=method, scheme=scheme, images=measured.images, split="train",
+                          fp32_accuracy=measured.fp32_accuracy, int8_accuracy=measured.int8_accuracy,
+                          top1_agreement=measured.top1_agreement)
 
 
 def _publish(int8_onnx: Path, fp32_card: Card, quantization: Quantization, repo_dir: Path, work: Path) -> Path:

@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 
 from export.quantize import LabelledImages, quantize_model
+from modelrepo.card import read_card
 from training.datasets import load_split
 
 COMMITTED_MODELS = Path(__file__).parent.parent / "models"
@@ -31,7 +32,7 @@ def copy_committed(model_id: str, repo: Path) -> Path:
 def quantize_committed(model_id: str, repo: Path, fixtures_dir: Path, **options) -> Path:
     """repo/<model_id>-int8/ from a copy of the committed model; `options` go to quantize_model."""
     folder = copy_committed(model_id, repo) if not (repo / model_id).exists() else repo / model_id
-    dataset = model_id.rsplit("-", 1)[1]
+    dataset = read_card(folder).dataset
     options.setdefault("train", fixture_images(dataset, True, fixtures_dir))
     options.setdefault("test", fixture_images(dataset, False, fixtures_dir))
     options.setdefault("calibration_images", CALIBRATION_IMAGES)
