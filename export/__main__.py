@@ -22,7 +22,7 @@ from export.errors import ExportError, Int8GateFailed, ParityGateFailed
 from export.onnx_export import sha256_file
 from export.parity import LOGIT_TOLERANCE
 from export.publish import publish_run, redescribe
-from modelrepo.card import CardError, read_card
+from modelrepo.card import Card, CardError, read_card
 from modelrepo.layout import model_folders
 from modelrepo.providers import ALIASES
 from training import run_files
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=Path, default=Path("runs"), help="training runs (default: runs/)")
     parser.add_argument("--models", type=Path, default=Path("models"), help="model repository (default: models/)")
     parser.add_argument("--data-dir", type=Path, default=None,
-                        help="datasets for the parity gate (default: $DATA_DIR or data/)")
+                        help="datasets for the parity gate, calibration and the int8 gate (default: $DATA_DIR or data/)")
     parser.add_argument("--limit", type=_positive_int, default=None,
                         help="run the parity or int8 gate on the first N test images only (default: all)")
     parser.add_argument("--providers", default=None,
@@ -160,9 +160,9 @@ def _quantize_command(args: argparse.Namespace) -> int:
         return 2
     worst = 0
     for folder in sources:
-        int8_card = _readable_card(args.models / quantize.int8_id(folder.name))
-        if (not args.force and int8_card and int8_card.quantization
-                and int8_card.quantization.source_onnx_sha256 == read_card(folder).onnx_sha256):
+        source, int8_card = _readable_card(folder), _readable_card(args.models / quantize.int8_id(folder.name))
+        if (not args.force and source and int8_card and int8_card.quantization
+                and int8_card.quantization.source_onnx_sha256 == source.onnx_sha256):
             print(f"{folder.name}: {int8_card.id} already comes from this fp32 file; --force requantizes it")
             continue
         worst = max(worst, _quantize(folder, args))
@@ -192,7 +192,7 @@ def _quantize(folder: Path, args: argparse.Namespace) -> int:
     return 0
 
 
-def _readable_card(folder: Path):
+def _readable_card(folder: Path) -> Card | None:
     try:
         return read_card(folder)
     except CardError:
