@@ -4,7 +4,9 @@
 #   make train-all     train the whole matrix into runs/   (FORCE=1 retrains finished runs)
 #   make export-all    publish every trained run into models/ (parity gate first; FORCE=1 republishes)
 #   make export MODEL=<id>  publish one run, e.g. MODEL=cnn-mnist
-#   make bench-engine  ONNX Runtime vs PyTorch eager on the CPU, every architecture
+#   make quantize MODEL=<id>  publish models/<id>-int8 from the published fp32 model (int8 gate first)
+#   make quantize-all  an int8 variant of every published fp32 *-cifar10 model (FORCE=1 redoes them)
+#   make bench-engine  ONNX Runtime vs PyTorch eager on the CPU, every architecture; int8 vs fp32 ORT
 #   make bench-digits  digit models on real-world degradations of the MNIST test set, through the service
 #   make bench-v2      Triton's perf_analyzer against the v2 protocol, HTTP and gRPC (PERF_ANALYZER=path)
 #   make container-test  build and run the images with podman, end to end (minutes; see README)
@@ -18,7 +20,7 @@ export DATA_DIR
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: help setup setup-serve serve browser test test-all train train-all export export-all bench bench-train bench-engine bench-service bench-digits bench-v2 container-test deploy-check clean
+.PHONY: help setup setup-serve serve browser test test-all train train-all export export-all quantize quantize-all bench bench-train bench-engine bench-service bench-digits bench-v2 container-test deploy-check clean
 
 help:
 	@sed -n '1,/^PYTHON/p' Makefile | grep '^#' | sed 's/^# \{0,1\}//'
@@ -65,11 +67,19 @@ export: $(VENV)/.dev
 export-all: $(VENV)/.dev
 	$(BIN)/python -m export export-all $(if $(FORCE),--force)
 
+quantize: $(VENV)/.dev
+	@test -n "$(MODEL)" || { echo "usage: make quantize MODEL=<id>   (a published fp32 model, e.g. nin-cifar10)"; exit 2; }
+	$(BIN)/python -m export quantize --id $(MODEL)
+
+quantize-all: $(VENV)/.dev
+	$(BIN)/python -m export quantize-all $(if $(FORCE),--force)
+
 bench-train: $(VENV)/.dev
 	$(BIN)/python bench/train_cnn_60s.py
 
 bench-engine: $(VENV)/.dev
 	$(BIN)/python bench/engine.py
+	$(BIN)/python bench/int8.py
 
 # The service: serving dependencies only (no torch), models/ on $(HOST):$(PORT).
 serve: $(VENV)/.serve

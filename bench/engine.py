@@ -30,17 +30,16 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read once, when torch loads OpenMP
 
-import onnxruntime as ort  # noqa: E402
-import torch  # noqa: E402
+import onnxruntime as ort
+import torch
 
-from export.onnx_export import INPUT_NAME, OUTPUT_NAME, export_onnx  # noqa: E402
-from training.batches import normalise  # noqa: E402
-from training.datasets import DATASETS, load_split  # noqa: E402
-from training.recipes import TRAIN_ALL, model_id  # noqa: E402
-from training.registry import architectures, build_model  # noqa: E402
+from export.onnx_export import INPUT_NAME, OUTPUT_NAME, export_onnx
+from training.batches import normalise
+from training.datasets import DATASETS, load_split
+from training.recipes import TRAIN_ALL, model_id
+from training.registry import architectures, build_model
 
 GOAL = 1.5  # ORT at least this many times faster than PyTorch eager at batch 1
 

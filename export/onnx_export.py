@@ -6,8 +6,6 @@ normalised), output `logits`, a dynamic batch axis named `batch`.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from importlib import metadata as package_metadata
 from pathlib import Path
 
@@ -17,18 +15,12 @@ import torch.nn as nn
 from torch.export import Dim
 
 from export.errors import ExportError
+# Re-exported: they live in the torch-free module that the int8 path shares.
+from export.model_folder import embed_metadata, read_metadata, sha256_file  # noqa: F401
 from modelrepo.layout import BATCH_AXIS, INPUT_NAME, OUTPUT_NAME
 # Pinned, not the exporter's default, so a torch upgrade does not silently change the graph;
 # opset 20 runs on ONNX Runtime >= 1.17 (and the Triton releases built on it).
 OPSET = 20
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def export_onnx(model: nn.Module, input_shape: tuple[int, int, int], path: Path,
@@ -50,21 +42,6 @@ def export_onnx(model: nn.Module, input_shape: tuple[int, int, int], path: Path,
     onnx.checker.check_model(proto)
     embed_metadata(proto, metadata)
     onnx.save(proto, str(path))
-
-
-def embed_metadata(proto: onnx.ModelProto, metadata: dict) -> None:
-    """Store each entry in `metadata_props` as JSON text, so every value reads back with its type."""
-    keep = [p for p in proto.metadata_props if p.key not in metadata]
-    del proto.metadata_props[:]
-    proto.metadata_props.extend(keep)
-    for key, value in metadata.items():
-        proto.metadata_props.add(key=key, value=json.dumps(value))
-
-
-def read_metadata(path: Path) -> dict:
-    """The metadata `export_onnx` embedded, each value decoded from JSON."""
-    proto = onnx.load(str(path), load_external_data=False)
-    return {p.key: json.loads(p.value) for p in proto.metadata_props}
 
 
 def exporter_versions() -> dict[str, str | int]:

@@ -23,12 +23,12 @@ import onnx
 import torch.nn as nn
 
 from export.errors import ParityGateFailed, RunNotReady
-from export.onnx_export import embed_metadata, export_onnx, exporter_versions, sha256_file
+from export.model_folder import embed_metadata, install, sha256_file, write_model_files
+from export.onnx_export import export_onnx, exporter_versions
 from export.parity import parity_report
-from export.triton import config_pbtxt, labels_txt
-from modelrepo.card import (Card, ModelInput, ModelMetadata, ModelOutput, ParityReport, Preprocessing,
-                            Quantization, TrainingSummary, metadata_dict, read_card, write_card)
-from modelrepo.layout import CONFIG_FILE, INPUT_NAME, LABELS_FILE, MODEL_FILE, OUTPUT_NAME
+from modelrepo.card import (Card, ModelInput, ModelMetadata, ModelOutput, Preprocessing, TrainingSummary,
+                            metadata_dict, read_card, write_card)
+from modelrepo.layout import INPUT_NAME, MODEL_FILE, OUTPUT_NAME
 from training import run_files
 from training.averaging import with_test_time_augmentation
 from training.datasets import DATASETS, Split, load_split
@@ -142,18 +142,6 @@ def publish_run(run_dir: Path, repo_dir: Path, *, data_dir: Path | None = None,
         return install(staged, repo_dir / metrics.id)
 
 
-def write_model_files(folder: Path, metadata: ModelMetadata, *, parity: ParityReport | None = None,
-                      quantization: Quantization | None = None) -> Card:
-    """config.pbtxt, labels.txt and card.json beside an exported `1/model.onnx`."""
-    onnx_path = folder / MODEL_FILE
-    (folder / CONFIG_FILE).write_text(config_pbtxt(metadata.id, tuple(metadata.input.shape), len(metadata.classes)))
-    (folder / LABELS_FILE).write_text(labels_txt(metadata.classes))
-    card = Card(**msgspec.structs.asdict(metadata), onnx_sha256=sha256_file(onnx_path),
-                onnx_bytes=onnx_path.stat().st_size, parity=parity, quantization=quantization)
-    write_card(folder, card)
-    return card
-
-
 def redescribe(folder: Path) -> Card:
     """Bring a published model's words up to date without re-exporting it: the registry's
     current summary and paper, in the card and embedded anew in the ONNX file. The graph is
@@ -175,19 +163,3 @@ def redescribe(folder: Path) -> Card:
         write_card(staged, card)
         install(staged, folder)
     return card
-
-
-def install(staged: Path, target: Path) -> Path:
-    """Swap the finished folder into place; an older version is replaced only once the new one is whole."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.parent / f".{target.name}.partial"
-    previous = target.parent / f".{target.name}.previous"
-    for leftover in (partial, previous):
-        shutil.rmtree(leftover, ignore_errors=True)
-    shutil.copytree(staged, partial)  # the temporary folder may be on another filesystem
-    if target.exists():
-        target.rename(previous)
-    partial.rename(target)
-    shutil.rmtree(previous, ignore_errors=True)
-    return target
-

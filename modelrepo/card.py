@@ -89,11 +89,66 @@ class ParityReport(msgspec.Struct):
         return "\n".join(lines)
 
 
+class QuantScheme(msgspec.Struct, frozen=True, kw_only=True):
+    """What ONNX Runtime's `quantize_static` was asked for, apart from the calibration."""
+
+    format: Literal["QDQ", "QOperator"]
+    activation_type: Literal["uint8", "int8"]
+    weight_type: Literal["int8", "uint8"]
+    per_channel: bool
+    # 7-bit weights: an AVX2 CPU without VNNI sums u8 x s8 products in pairs into int16, which
+    # full-range weights can saturate (docs/model-repository.md, "The int8 gate").
+    reduce_range: bool
+
+    def label(self) -> str:
+        """ONNX Runtime's own shorthand: "QDQ U8S8, per-channel, reduce_range" (activations first)."""
+        short = {"uint8": "U8", "int8": "S8"}
+        return (f"{self.format} {short[self.activation_type]}{short[self.weight_type]}"
+                f"{', per-channel' if self.per_channel else ''}{', reduce_range' if self.reduce_range else ''}")
+
+
 class Calibration(msgspec.Struct):
-    method: str  # ONNX Runtime's CalibrationMethod: "MinMax", "Entropy" or "Percentile"
+    method: Literal["MinMax", "Entropy", "Percentile"]  # ONNX Runtime's CalibrationMethod
     images: int
     split: Literal["train"]  # never test images
-    seed: int
+    seed: int  # of the permutation of the training split the images were drawn from
+
+
+class QuantCandidate(msgspec.Struct, kw_only=True):
+    """One setting tried, measured against the fp32 model on held-out training images (never the
+    calibration images, never test images): the choice among candidates leaks nothing into the gate."""
+
+    method: Literal["MinMax", "Entropy", "Percentile"]
+    scheme: QuantScheme
+    images: int
+    split: Literal["train"]
+    fp32_accuracy: float
+    int8_accuracy: float
+    top1_agreement: float
+
+
+class Int8Gate(msgspec.Struct, kw_only=True):
+    """The int8 gate, which replaces the fp32 parity gate: the int8 model against its fp32 model,
+    both on ONNX Runtime's CPU provider, on the same real test images."""
+
+    model_id: str
+    images: int
+    split: Literal["test"]
+    fp32_accuracy: float
+    int8_accuracy: float
+    top1_agreement: float  # fraction of images where int8 and fp32 predict the same class
+    max_accuracy_drop: float  # the limits it was held to
+    min_top1_agreement: float
+    cpu: str  # int8 kernels differ by instruction set, so the figures hold for this CPU
+    passed: bool
+
+    def summary(self) -> str:
+        drop = 100 * (self.fp32_accuracy - self.int8_accuracy)
+        return (f"int8 gate of {self.model_id} on {self.images} {self.split} images ({self.cpu}): "
+                f"fp32 {100 * self.fp32_accuracy:.2f} %, int8 {100 * self.int8_accuracy:.2f} % "
+                f"(drop {drop:.2f} points, limit {100 * self.max_accuracy_drop:.2f}); top-1 agreement "
+                f"{100 * self.top1_agreement:.2f} % (limit {100 * self.min_top1_agreement:.0f} %): "
+                f"{'pass' if self.passed else 'FAIL'}")
 
 
 class Quantization(msgspec.Struct, kw_only=True):
@@ -101,28 +156,15 @@ class Quantization(msgspec.Struct, kw_only=True):
 
     source_model: str  # the fp32 model's id
     source_onnx_sha256: str
-    format: str  # "QDQ" or "QOperator"
-    weight_type: str  # "int8" or "uint8"
-    activation_type: str
-    per_channel: bool
+    quantizer: str  # the tool and its version
+    scheme: QuantScheme
     calibration: Calibration
-    images: int  # test images the gate compared on
-    fp32_accuracy: float
-    int8_accuracy: float
-    top1_agreement: float  # fraction of test images where int8 and fp32 predict the same class
-    max_accuracy_drop: float  # the gate
-    min_top1_agreement: float
-    passed: bool
-    candidates: list[dict[str, Any]] = msgspec.field(default_factory=list)  # every setting tried, measured
+    gate: Int8Gate
+    candidates: list[QuantCandidate]  # every setting tried; the chosen one matches scheme and method
 
     def summary(self) -> str:
-        return (f"int8 gate of {self.source_model}: {self.format}, per-channel {self.per_channel}, "
-                f"{self.activation_type}/{self.weight_type}, {self.calibration.method} calibration on "
-                f"{self.calibration.images} training images; on {self.images} test images fp32 "
-                f"{100 * self.fp32_accuracy:.2f} %, int8 {100 * self.int8_accuracy:.2f} % "
-                f"(drop {100 * (self.fp32_accuracy - self.int8_accuracy):.2f} points, limit "
-                f"{100 * self.max_accuracy_drop:.2f}), top-1 agreement {100 * self.top1_agreement:.2f} % "
-                f"(limit {100 * self.min_top1_agreement:.0f} %): {'pass' if self.passed else 'FAIL'}")
+        return (f"{self.scheme.label()}, {self.calibration.method} calibration on "
+                f"{self.calibration.images} training images\n{self.gate.summary()}")
 
 
 class ModelMetadata(msgspec.Struct, kw_only=True):
@@ -182,6 +224,9 @@ def read_card(folder: Path) -> Card:
         raise CardError(f"{CARD_FILE} is not a valid card: {err}") from None
     if card.id != folder.name:
         raise CardError(f"{CARD_FILE} says id {card.id!r} but sits in folder {folder.name!r}")
+    if (card.precision == "int8") != (card.quantization is not None):
+        raise CardError(f"{CARD_FILE}: precision {card.precision!r} but "
+                        f"{'no' if card.quantization is None else 'a'} quantization section")
     if card.output.shape != [len(card.classes)]:
         raise CardError(f"{CARD_FILE}: output shape {card.output.shape} does not match "
                         f"{len(card.classes)} classes")

@@ -7,10 +7,13 @@ import { percent } from "./results.js";
 
 export const kindOf = (model) => ({ draw: "digit", upload: "photo" })[model.input_method] ?? null;
 
+// Only int8 is named: fp32 is what every model computes in unless its card says otherwise.
+const isInt8 = (model) => model.precision === "int8";
+
 export function describeOption(model) {
   const accuracy = model.test_accuracy == null ? "accuracy unknown" : percent(model.test_accuracy);
   const status = model.status === "ready" ? "" : ` (${model.status === "loading" ? "loading…" : "unavailable"})`;
-  return `${model.id} · ${model.dataset ?? "?"} · ${accuracy}${status}`;
+  return `${model.id} · ${model.dataset ?? "?"} · ${accuracy}${isInt8(model) ? " · int8" : ""}${status}`;
 }
 
 export function describeModel(model) {
@@ -20,6 +23,7 @@ export function describeModel(model) {
   const accuracy = model.test_accuracy == null ? "unknown" : `${(model.test_accuracy * 100).toFixed(2)} %`;
   const parts = [`${model.arch} trained on ${model.dataset}, ${accuracy} test accuracy`,
                  `${classes.length} classes: ${classes.join(", ")}`];
+  if (isInt8(model)) parts.splice(1, 0, "int8: quantized from its fp32 model");
   if (model.provider) parts.push(`runs on ${model.provider.replace(/ExecutionProvider$/, "")}`);
   return parts.join(" · ");
 }

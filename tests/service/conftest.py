@@ -1,6 +1,6 @@
 """Service fixtures: model repositories published by the real exporter, and real servers.
 
-`random_repo` holds random-weight models published by the real exporter (tests/random_runs.py;
+`random_repo` holds random-weight models published by the real exporter (testkit/random_runs.py;
 tests may import torch, the service may not). `server` is one real server on it, shared.
 """
 
