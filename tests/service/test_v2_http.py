@@ -317,7 +317,7 @@ def test_any_float32_bits_are_computed_as_triton_would(client: httpx.Client) -> 
 def test_an_unavailable_model_answers_503_and_unavailable(repo_copy, tmp_path) -> None:
     import grpc
     import tritonclient.grpc as triton_grpc
-    from live_server import running_server
+    from testkit.live_server import running_server
 
     (repo_copy / "lenet5-cifar10" / "1" / "model.onnx").write_bytes(b"corrupt")
     with running_server(repo_copy, tmp_path) as srv, srv.client() as http:

@@ -45,10 +45,10 @@ def test_a_model_trained_on_digit_robust_batches_still_learns(mnist, tmp_path: P
     recipe = Recipe(epochs=6, batch_size=64, lr=0.05, augmentation="digit-robust")
     run = train("cnn", "mnist", recipe, runs_dir=tmp_path, train_split=mnist[0], test_split=mnist[1],
                 progress=False)
-    assert run.metrics["test_accuracy"] >= 0.9
-    losses = [h["train_loss"] for h in run.metrics["history"]]
+    assert run.metrics.test_accuracy >= 0.9
+    losses = [h.train_loss for h in run.metrics.history]
     assert losses[-1] < 0.5 * losses[0]
-    assert run.metrics["recipe"]["augmentation"] == "digit-robust"
+    assert run.metrics.recipe["augmentation"] == "digit-robust"
 
 
 def test_the_run_folder_holds_weights_metrics_and_curves(quick_run) -> None:
