@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
                             "2-core CPU, where the pair has such a row) or auto: cpu when no GPU is present "
                             "(default: auto)")
         p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
-                       help="bf16 autocast + channels_last (default: on for CUDA, off for CPU)")
+                       help="bf16 autocast + channels_last (default: on where it pays: CUDA, and CPUs with AVX512-BF16 or AMX)")
     args = parser.parse_args(argv)
 
     if args.command == "list":

@@ -60,6 +60,21 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether bf16 autocast pays on `device`: on CUDA, and on CPUs with bf16 units (AVX512-BF16,
+    AMX). On a 2-core Zen 4 EPYC it trained faster than fp32 (images/s, quiet-ish: AlexNet
+    346/172, ResNet-18 58/48, Inception on MNIST 3,556/2,303); on an AVX2-only EPYC it was ~10x slower."""
+    if device.type == "cuda":
+        return True
+    if device.type != "cpu":
+        return False
+    try:
+        flags = next((line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")), "")
+    except OSError:
+        return False
+    return bool({"avx512_bf16", "amx_bf16"} & set(flags.split()))
+
+
 def autocast(device: torch.device, bf16: bool):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
 

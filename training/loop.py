@@ -26,7 +26,7 @@ from training.run_files import ChoiceEvaluation, EpochRecord, RunMetrics
 from training.averaging import WeightAverage, with_test_time_augmentation
 from training.batches import batches_per_epoch, eval_batches, train_batches
 from training.datasets import DATASETS, Split, load_split
-from training.devices import (Distributed, autocast, describe_device, init_distributed,
+from training.devices import (Distributed, autocast, describe_device, init_distributed, native_bf16,
                               pick_device, to_layout, uses_channels_last)
 from training.optimizer import make_optimizer, one_cycle, set_learning_rate
 from training.recipes import Recipe, model_id, recipe_for
@@ -107,13 +107,13 @@ def train(arch: str, dataset: str, recipe: Recipe | None = None, runs_dir: Path 
     interruption would: the next call resumes from there (a long run can be trained in parts).
 
     `recipe` defaults to the table's row at `budget` (`training.recipes.recipe_for`). `bf16`
-    (autocast) defaults to on for CUDA and off for CPU, where it is worth turning on only
-    if the CPU has native bf16 (AVX512-BF16, AMX). `train_split`/`test_split` replace the real
+    (autocast) defaults to on where it pays: CUDA, and CPUs with native bf16 (AVX512-BF16, AMX;
+    `devices.native_bf16`). `train_split`/`test_split` replace the real
     data (tests use small fixtures).
     """
     ddp = init_distributed()
     dev = pick_device(ddp, device)
-    bf16 = dev.type == "cuda" if bf16 is None else bf16
+    bf16 = native_bf16(dev) if bf16 is None else bf16
     channels_last = uses_channels_last(dev, bf16)
     spec = DATASETS[dataset]
     recipe = recipe or recipe_for(arch, dataset, budget, has_gpu=dev.type == "cuda")
@@ -141,9 +141,10 @@ def train(arch: str, dataset: str, recipe: Recipe | None = None, runs_dir: Path 
     here = describe_device(dev)
     metrics = _resume(run_dir, run_id, model, optimizer, generator, recipe, average) or _new_metrics(
         run_id, arch, dataset, recipe, budget, seed, model, here, ddp)
-    metrics.precision = ("bf16 autocast" if bf16 else "fp32") + (", channels_last" if channels_last else "")
     start_epoch = len(metrics.history)
     metrics.device = device_history(metrics.device, start_epoch, here)
+    precision = ("bf16 autocast" if bf16 else "fp32") + (", channels_last" if channels_last else "")
+    metrics.precision = device_history(metrics.precision, start_epoch, precision)
     if ddp.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         if start_epoch:
@@ -194,8 +195,8 @@ def train(arch: str, dataset: str, recipe: Recipe | None = None, runs_dir: Path 
 
 
 def device_history(recorded: str | None, start_epoch: int, here: str) -> str:
-    """Where the run trained: `here`, or what was recorded plus "; from epoch N: here" when
-    it resumes somewhere else (another device, or another thread count)."""
+    """Where (or in what precision) the run trained: `here`, or what was recorded plus
+    "; from epoch N: here" when it resumes somewhere else (another device, thread count, precision)."""
     if not start_epoch or not recorded:
         return here
     return recorded if here in recorded else f"{recorded}; from epoch {start_epoch + 1}: {here}"

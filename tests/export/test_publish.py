@@ -232,3 +232,18 @@ def test_redescribe_changes_the_words_and_never_the_graph(make_run, repo):
     assert read_metadata(onnx_path) == metadata_dict(read_card(folder))
     assert read_card(folder).onnx_sha256 == sha256_file(onnx_path)
     assert sorted(p.name for p in repo.iterdir()) == ["cnn-mnist"], "no staging folder is left behind"
+
+
+def test_a_flip_averaged_run_exports_the_flip_average(make_run, repo, fixture_test_split):
+    """A recipe with tta=hflip: the ONNX graph itself averages over the mirror image, so the
+    gate, the service and the card all see the model the run's figures measured."""
+    run_dir = make_run("lenet5", "cifar10", recipe={"tta": "hflip"})
+    folder = publish_fixture(run_dir, repo)
+    assert read_card(folder).test_time_augmentation == "hflip"
+    x = normalise(fixture_test_split("cifar10").images[:8], DATASETS["cifar10"])
+    session = ort.InferenceSession(str(folder / "1" / "model.onnx"), providers=[CPU])
+    (logits,) = session.run(["logits"], {"image": x.numpy()})
+    (mirrored,) = session.run(["logits"], {"image": x.flip(3).numpy()})
+    np.testing.assert_allclose(logits, mirrored, rtol=0, atol=1e-5)  # flip-invariant by construction
+    plain = publish.model_from_run(run_dir, run_files.read_metrics(run_dir)).net
+    np.testing.assert_allclose(logits, ((plain(x) + plain(x.flip(3))) / 2).detach().numpy(), rtol=0, atol=1e-4)
