@@ -14,10 +14,11 @@ from pathlib import Path
 
 from litestar import Router, get
 from litestar.datastructures import CacheControlHeader
-from litestar.exceptions import NotFoundException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin, YamlRenderPlugin
 from litestar.response import File
+
+from service.page import shipped_file
 
 SCHEMA_PATH = "/schema"
 ASSETS_PATH = f"{SCHEMA_PATH}/assets"
@@ -35,9 +36,7 @@ def swagger_dir() -> Path:
 
 @get("/assets/{name:str}", include_in_schema=False, cache_control=CacheControlHeader(max_age=86400))
 async def swagger_asset(name: str) -> File:
-    if name not in SWAGGER_ASSETS:
-        raise NotFoundException(f"no file {name!r} under {ASSETS_PATH}")
-    return File(swagger_dir() / name, content_disposition_type="inline")
+    return shipped_file(swagger_dir(), SWAGGER_ASSETS, name)
 
 
 def openapi_config(version: str) -> OpenAPIConfig:
