@@ -13,6 +13,7 @@ import sys
 
 from service import machine
 from service.http_limits import granian_options, uvicorn_options
+from service.logs import granian_log_config
 from service.settings import Settings, SettingsError
 
 APP = "service.app:create_app"
@@ -47,7 +48,7 @@ def serve_granian(settings: Settings, workers: int) -> None:
         loop=Loops.uvloop,
         **granian_options(settings),
         workers_kill_timeout=settings.graceful_timeout_s,
-        log_level=settings.log_level, log_access=settings.access_log,
+        log_level=settings.log_level, log_access=settings.access_log, log_dictconfig=granian_log_config(),
     ).serve()
 
 

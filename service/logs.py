@@ -17,3 +17,13 @@ _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # everything but the tab
 class UntrustedTextFormatter(logging.Formatter):
     def formatMessage(self, record: logging.LogRecord) -> str:
         return _CONTROL.sub(lambda match: repr(match.group())[1:-1], super().formatMessage(record))
+
+
+def granian_log_config() -> dict[str, object]:
+    """Granian's logging (its own lines and the access log), through the same formatter: the
+    access log would otherwise write the decoded path raw, `%0a` a new line."""
+    formatter = f"{__name__}.{UntrustedTextFormatter.__name__}"
+    return {"formatters": {
+        "generic": {"()": formatter, "fmt": "[%(levelname)s] %(message)s", "datefmt": "[%Y-%m-%d %H:%M:%S %z]"},
+        "access": {"()": formatter, "fmt": "%(message)s", "datefmt": "[%Y-%m-%d %H:%M:%S %z]"},
+    }}

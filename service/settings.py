@@ -49,7 +49,7 @@ class Settings:
     keep_alive_s: int = 5
     # HTTP limits against hostile or broken clients (service/http_limits.py wires them into the
     # server; docs/results.md: what each does under attack).
-    max_header_bytes: int = 65_536  # the request line and headers together; more: 431
+    max_header_bytes: int = 32_768  # the request line and headers together; more: 431 (Granian), 400 (uvicorn)
     header_read_timeout_s: float = 10.0  # to send the headers (slowloris); idle keep-alive too on Granian
     body_read_timeout_s: float = 30.0  # to send the whole body, from the handler's first read; then 408
     max_connections: int = 256  # per worker process: Granian queues more in the backlog, uvicorn answers 503
