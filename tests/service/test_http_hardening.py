@@ -9,6 +9,7 @@ headers). The limits are set small so each case is quick to hit: headers within 
 from __future__ import annotations
 
 import json
+import logging
 import re
 import socket
 import time
@@ -21,7 +22,10 @@ import pytest
 from testkit.fixture_images import encode, mnist_test
 from testkit.live_server import Server, running_server
 
-from service.settings import SERVERS
+from service.guards import AllowedHosts, hostname
+from service.http_limits import granian_options, uvicorn_options
+from service.logs import UntrustedTextFormatter
+from service.settings import SERVERS, Settings
 
 HEADER_TIMEOUT_S = 1.0
 BODY_TIMEOUT_S = 2.0
@@ -177,3 +181,157 @@ def test_a_newline_in_the_path_cannot_forge_a_log_line(limited: Server) -> None:
     log = limited.log()
     assert "FORGED" in log  # the request was logged (the access log is on)...
     assert not any(line.startswith(FORGED) for line in log.splitlines())  # ...on its own line
+
+
+# ---- who may ask: allowed hosts, no cross-site writes (the shared server, CNNZOO_HOST=127.0.0.1) --
+
+PNG = {"content-type": "image/png"}
+
+
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:8000", "127.0.0.1.evil.example", "localhost.evil"])
+def test_a_host_the_server_does_not_answer_to_is_refused(client: httpx.Client, host: str) -> None:
+    """DNS rebinding: the attacker's name resolves to 127.0.0.1, but the Host header keeps it."""
+    for path in ("/models", "/metrics", "/"):
+        refused = client.get(path, headers={"host": host})
+        assert refused.status_code == 400 and refused.json()["error"] == "unknown_host", refused.text
+    posted = client.post("/predict/cnn-mnist", content=DIGIT, headers={**PNG, "host": host})
+    assert posted.status_code == 400 and "CNNZOO_ALLOWED_HOSTS" in posted.json()["detail"]
+    v2 = client.get("/v2/models/cnn-mnist", headers={"host": host})
+    assert v2.status_code == 400 and set(v2.json()) == {"error"}  # the protocol's own shape
+
+
+@pytest.mark.parametrize("host", ["localhost", "LOCALHOST:8000", "127.0.0.1", "[::1]:8000", "localhost."])
+def test_the_loopback_names_are_answered(client: httpx.Client, host: str) -> None:
+    assert client.get("/models", headers={"host": host}).status_code == 200
+
+
+def test_the_health_probes_answer_any_host(client: httpx.Client) -> None:
+    """A kubelet probes with the pod's IP as Host."""
+    for path in ("/health/live", "/health/ready", "/v2/health/live", "/v2/health/ready"):
+        assert client.get(path, headers={"host": "10.244.3.17:8000"}).status_code == 200, path
+
+
+@pytest.mark.parametrize("headers", [
+    {"sec-fetch-site": "cross-site", "origin": "http://evil.example"},
+    {"sec-fetch-site": "same-site", "origin": "http://localhost:3000"},  # another local web app
+    {"sec-fetch-site": "cross-site", "origin": "null"},  # a file:// page
+    {"origin": "http://evil.example"},  # a browser that sends no Sec-Fetch-* headers
+    {"origin": "null"},
+], ids=["cross-site", "same-site", "file page", "foreign origin", "null origin"])
+def test_a_browser_page_of_another_site_cannot_post(client: httpx.Client, headers: dict) -> None:
+    for request in ({"url": "/predict/cnn-mnist", "files": [("file", ("a.png", DIGIT, "image/png"))]},
+                    {"url": "/predict/cnn-mnist/batch", "files": [("files", ("a.png", DIGIT, "image/png"))]}):
+        refused = client.post(**request, headers=headers)
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["error"] == "cross_site_request"
+    v2 = client.post("/v2/models/cnn-mnist/infer", content=b"{}", headers={**headers, "content-type": "text/plain"})
+    assert v2.status_code == 403 and set(v2.json()) == {"error"}
+
+
+@pytest.mark.parametrize("headers", [
+    {},  # curl, Python, tritonclient: no browser headers at all
+    {"sec-fetch-site": "same-origin", "origin": "{url}"},  # the service's own page
+    {"sec-fetch-site": "none"},  # typed by the user
+    {"origin": "http://localhost:3000"},  # an allowed host name (no Sec-Fetch-Site: an older browser)
+], ids=["no browser", "own page", "user typed", "allowed origin"])
+def test_clients_and_the_own_page_still_post(server: Server, client: httpx.Client, headers: dict) -> None:
+    headers = {key: value.format(url=server.url) for key, value in headers.items()}
+    answered = client.post("/predict/cnn-mnist", files=[("file", ("a.png", DIGIT, "image/png"))], headers=headers)
+    assert answered.status_code == 200, answered.text
+
+
+def test_reads_from_another_site_are_not_writes(client: httpx.Client) -> None:
+    """Only requests that act are guarded; a cross-site GET (an <img> tag, say) is answered."""
+    assert client.get("/models", headers={"sec-fetch-site": "cross-site"}).status_code == 200
+
+
+# ---- /schema works offline --------------------------------------------------------------------
+
+@pytest.mark.parametrize("page", ["/schema", "/schema/swagger"])
+def test_the_schema_pages_load_every_script_from_this_server(client: httpx.Client, page: str) -> None:
+    html = client.get(page)
+    assert html.status_code == 200 and "SwaggerUIBundle" in html.text
+    urls = re.findall(r"""(?:src|href)=["']([^"']+)["']""", html.text)
+    assert len(urls) >= 3, urls  # the bundle, the preset, the stylesheet (and the icon)
+    for url in urls:
+        assert url.startswith("/") and not url.startswith("//"), f"{url} is not this server's"
+        fetched = client.get(url)
+        assert fetched.status_code == 200 and fetched.content, url
+    assert client.get("/schema/openapi.json").json()["info"]["title"] == "cnnzoo"
+
+
+def test_schema_pages_without_local_scripts_are_not_served(client: httpx.Client) -> None:
+    for page in ("/schema/redoc", "/schema/elements", "/schema/rapidoc"):
+        assert client.get(page).status_code == 404
+    assert client.get("/schema/assets/../../settings.py").status_code == 404
+    assert client.get("/schema/assets/swagger-editor-bundle.js").status_code == 404  # shipped, but not offered
+
+
+# ---- say less: no server paths, no library internals ------------------------------------------
+
+def test_broken_models_are_explained_without_server_paths(repo_copy: Path, tmp_path: Path) -> None:
+    (repo_copy / "lenet5-cifar10" / "card.json").write_text("{not json")
+    (repo_copy / "cnn-mnist" / "1" / "model.onnx").unlink()
+    (repo_copy / "cnn-mnist" / "1" / "model.onnx").mkdir()
+    with running_server(repo_copy, tmp_path) as server, server.client() as http:
+        said = [http.get("/health/ready").text, http.get("/models").text,
+                http.get("/models/cnn-mnist").text, http.get("/models/lenet5-cifar10").text,
+                http.post("/predict/cnn-mnist", content=DIGIT, headers=PNG).text,
+                http.post("/predict/lenet5-cifar10", content=DIGIT, headers=PNG).text,
+                http.get("/v2/models/cnn-mnist/ready").text]
+    errors = {m["id"]: m["error"] for m in json.loads(said[1])["models"]}
+    assert errors == {"cnn-mnist": "cnn-mnist: 1/model.onnx cannot be read (Is a directory)",
+                      "lenet5-cifar10": "lenet5-cifar10: card.json is not a valid card: JSON is malformed: "
+                                        "object keys must be strings (byte 1)"}
+    for text in said:
+        assert str(repo_copy) not in text and str(tmp_path) not in text and "/tmp" not in text, text
+
+
+# ---- the pieces, in-process -------------------------------------------------------------------
+
+@pytest.mark.parametrize(("bind", "allowed", "refused"), [
+    ("127.0.0.1", ["localhost", "127.0.0.1", "::1"], ["evil.example", "10.0.0.5", "0.0.0.0"]),
+    # In a container the server binds every address, and users reach it on a published loopback port.
+    ("0.0.0.0", ["localhost", "127.0.0.1"], ["0.0.0.0", "gpu-box", "evil.example"]),
+    ("::", ["localhost", "::1"], ["::", "evil.example"]),
+    ("10.0.0.5", ["10.0.0.5", "localhost"], ["10.0.0.6"]),
+    ("gpu-box", ["gpu-box", "localhost"], ["gpu-box.evil.example"]),
+])
+def test_by_default_the_loopback_names_and_the_bound_host_are_allowed(
+        bind: str, allowed: list[str], refused: list[str]) -> None:
+    hosts = AllowedHosts.of(Settings(host=bind))
+    assert all(hosts.allow(name) for name in allowed)
+    assert not any(hosts.allow(name) for name in refused)
+
+
+def test_allowed_hosts_may_be_any_or_a_whole_domain() -> None:
+    assert AllowedHosts.of(Settings(allowed_hosts=("*",))).allow("anything.example")
+    domain = AllowedHosts.of(Settings(allowed_hosts=("*.svc.cluster.local", "Cnnzoo.Example:8000", "[::1]")))
+    assert domain.allow("cnnzoo.default.svc.cluster.local") and domain.allow("cnnzoo.example")
+    assert domain.allow(hostname("[::1]:8000"))
+    assert not domain.allow("svc.cluster.local.evil") and not domain.allow("localhost")
+
+
+@pytest.mark.parametrize(("authority", "name"), [
+    ("LocalHost:8000", "localhost"), ("[::1]:8000", "::1"), ("[::1]", "::1"), ("::1", "::1"),
+    ("example.com.", "example.com"), ("10.1.2.3", "10.1.2.3"),
+])
+def test_host_headers_are_compared_by_name(authority: str, name: str) -> None:
+    assert hostname(authority) == name
+
+
+def test_log_lines_escape_control_characters_whoever_wrote_the_message() -> None:
+    record = logging.LogRecord("service", logging.INFO, __file__, 1, "no route %s", (f"/x\n{FORGED}\r\x1b[31m",), None)
+    line = UntrustedTextFormatter("%(levelname)s %(name)s: %(message)s").format(record)
+    assert line == "INFO service: no route /x\\n" + FORGED + "\\r\\x1b[31m"
+    assert "\n" not in line
+
+
+def test_the_limits_reach_each_server_in_its_own_units() -> None:
+    settings = Settings(max_header_bytes=20_000, header_read_timeout_s=1.5, max_connections=7)
+    granian = granian_options(settings)
+    assert granian["backpressure"] == 7
+    assert (granian["http1_settings"].max_buffer_size, granian["http1_settings"].header_read_timeout) == (20_000, 1500)
+    uvicorn = uvicorn_options(settings)
+    assert uvicorn["limit_concurrency"] == 7 and uvicorn["h11_max_incomplete_event_size"] == 20_000
+    assert uvicorn["http"].endswith(":H11WithHeadLimits")
