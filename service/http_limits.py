@@ -20,6 +20,7 @@ import asyncio
 import functools
 from typing import Any
 
+import h11
 import msgspec
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -84,8 +85,9 @@ class H11WithHeadLimits(H11Protocol):
         super().connection_lost(exc)
 
     def _between_requests(self) -> bool:
-        """No request being answered: what arrives now is the next request's headers."""
-        return self.cycle is None or self.cycle.response_complete
+        """No request head parsed yet: what arrives now is the next request's headers (not the
+        rest of a body whose answer went out early, such as a 413's)."""
+        return self.conn.their_state is h11.IDLE
 
     def _arm_header_deadline(self) -> None:
         if self._header_deadline is not None:
