@@ -66,12 +66,16 @@ class ClientDisconnected(ServiceError):
     status_code, code = 400, "client_disconnected"
 
 
+# Refused before the body was read: the rest of it may still be on its way, so the connection
+# cannot carry another request, and a client that reused it would find it closed.
+CLOSE = {"connection": "close"}
+
+
 class BodyTimeout(ServiceError):
-    """The body did not arrive within CNNZOO_BODY_READ_TIMEOUT_S; the connection is closed, since
-    the rest of the body may still be on its way."""
+    """The body did not arrive within CNNZOO_BODY_READ_TIMEOUT_S (the connection is closed)."""
 
     status_code, code = 408, "request_timeout"
-    headers = {"connection": "close"}
+    headers = CLOSE
 
 
 class MultipartTooLarge(ServiceError):
@@ -143,6 +147,7 @@ def http_error_handler(request: Request, exc: HTTPException) -> Response[ErrorBo
         detail = f"{request.method} is not allowed on {request.url.path}; allowed: {headers.get('allow', 'see /schema')}"
     elif status == 413:
         detail = "the request body is larger than the server accepts (CNNZOO_MAX_UPLOAD_BYTES)"
+        headers.update(CLOSE)
     elif status == 400 and isinstance(getattr(exc, "extra", None), list):  # parameter validation
         problems = [f"{item.get('key')}: {item.get('message')}" for item in exc.extra if isinstance(item, dict)]
         detail = "invalid parameter: " + "; ".join(problems) if problems else detail

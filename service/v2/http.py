@@ -15,7 +15,7 @@ from litestar import Request, Response, get, post
 from litestar.enums import MediaType
 from litestar.exceptions import HTTPException
 
-from service.errors import ServiceError
+from service.errors import CLOSE, ServiceError
 from service.guards import ANY_HOST
 from service.routes import ServiceState
 from service.uploads import read_body
@@ -118,6 +118,8 @@ def error_response(request: Request, exc: Exception) -> Response:
         status, message = exc.status_code, _framework_message(request, exc)
         if "allow" in (exc.headers or {}):
             headers = {"allow": exc.headers["allow"]}
+        elif status == 413:
+            headers = CLOSE
     else:
         log.exception("unhandled error on %s %r", request.method, request.url.path, exc_info=exc)
         status, message = 500, "the server failed on this request; it has been logged"

@@ -138,6 +138,15 @@ def test_more_connections_than_the_cap_wait_or_are_refused_and_then_served(
     answers_promptly(limited)
 
 
+def test_a_body_refused_before_it_is_read_closes_the_connection(client: httpx.Client) -> None:
+    """The rest of the body may still be coming: a client told `Connection: close` does not send
+    its next request down a connection the server is closing (httpx did, now and then)."""
+    for path in ("/predict/cnn-mnist", "/v2/models/cnn-mnist/infer"):
+        refused = client.post(path, content=b"\0" * 1_500_000, headers={"content-type": "image/png"})
+        assert refused.status_code == 413 and refused.headers["connection"] == "close", path
+        assert client.get("/health/live").status_code == 200  # a new connection, at once
+
+
 # ---- oversized heads ----------------------------------------------------------------------------
 
 def test_headers_over_the_limit_are_refused_and_the_connection_closed(limited: Server) -> None:
