@@ -19,7 +19,7 @@ from multipart import ParserLimitReached
 from service.errors import BodyTimeout, ClientDisconnected, MultipartTooLarge, ServiceError
 from service.settings import Settings
 
-# The form parser's own limits per part (python-multipart's defaults, which Litestar keeps).
+# The form parser's own limits per part (the `multipart` package's defaults, which Litestar keeps).
 PART_HEADER_BYTES = 4096 + 128
 PART_HEADER_LINES = 8
 # Text fields a form may carry beside the images of a full batch.
