@@ -1,9 +1,11 @@
 """Issue 17, the HTTP side: hostile connections and requests cannot take the service down.
 
 Real servers on loopback, Granian and uvicorn, spoken to over raw sockets where a well-behaved
-client would not do what the test needs (stall, send half a request, send a megabyte of
-headers). The limits are set small so each case is quick to hit: headers within 1 s, at most
-16 KiB of them, bodies within 2 s, 4 connections per worker.
+client would not do what the test needs (stall, send half a request, send megabytes of
+headers). Their limits are set small so each case is quick to hit: headers within 1 s, at most
+16 KiB of them, bodies within 2 s, 4 connections per worker. The guard against other sites'
+pages, /schema and the broken-model answers are checked on the shared server (conftest.py);
+the pieces (host names, the log formatter, the server options) in-process at the end.
 """
 
 from __future__ import annotations
