@@ -12,6 +12,8 @@ import logging
 import sys
 
 from service import machine
+from service.http_limits import granian_options, uvicorn_options
+from service.logs import granian_log_config
 from service.settings import Settings, SettingsError
 
 APP = "service.app:create_app"
@@ -38,16 +40,15 @@ def main() -> int:
 def serve_granian(settings: Settings, workers: int) -> None:
     from granian import Granian
     from granian.constants import HTTPModes, Interfaces, Loops
-    from granian.http import HTTP1Settings
 
     Granian(
         APP, factory=True, interface=Interfaces.ASGI, address=settings.host, port=settings.port,
         workers=workers, http=HTTPModes.http1,
         # uvloop, named: with "auto" Granian 2.8 dropped requests in flight on SIGTERM here.
         loop=Loops.uvloop,
-        http1_settings=HTTP1Settings(keep_alive=True),
+        **granian_options(settings),
         workers_kill_timeout=settings.graceful_timeout_s,
-        log_level=settings.log_level, log_access=settings.access_log,
+        log_level=settings.log_level, log_access=settings.access_log, log_dictconfig=granian_log_config(),
     ).serve()
 
 
@@ -56,7 +57,7 @@ def serve_uvicorn(settings: Settings, workers: int) -> None:
 
     uvicorn.run(
         APP, factory=True, host=settings.host, port=settings.port, workers=workers,
-        timeout_graceful_shutdown=settings.graceful_timeout_s, timeout_keep_alive=settings.keep_alive_s,
+        timeout_graceful_shutdown=settings.graceful_timeout_s, **uvicorn_options(settings),
         log_level=settings.log_level, access_log=settings.access_log,
     )
 

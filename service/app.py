@@ -4,7 +4,9 @@ At startup (the lifespan) the worker threads, the metrics and the catalog of mod
 the models start loading in the background, and the Open Inference Protocol's gRPC server
 starts (service/v2, on CNNZOO_GRPC_PORT unless it is 0; its HTTP routes are under /v2); at
 shutdown, gRPC calls in flight and requests still queued for a batch are answered first, then
-the threads stop. `/` serves the web page (service/page.py).
+the threads stop. `/` serves the web page (service/page.py), `/schema` the API's description
+(service/schema_docs.py). Every request passes the guard against DNS rebinding and cross-site
+requests first (service/guards.py).
 
     uvicorn --factory service.app:create_app        # settings from CNNZOO_* variables
     python -m service                                # the same, with host/port/workers from them
@@ -21,15 +23,18 @@ from importlib.metadata import PackageNotFoundError, version
 
 from litestar import Litestar
 from litestar.exceptions import HTTPException
-from litestar.openapi import OpenAPIConfig
 
 from service import machine
 from service.catalog import Catalog
 from service.errors import ServiceError, http_error_handler, internal_error_handler, service_error_handler
+from service.guards import AllowedHosts, RequestGuard
+from service.logs import UntrustedTextFormatter
 from service.metrics import Metrics
 from service.page import PAGE_ROUTES
 from service.routes import ROUTES, ServiceState
+from service.schema_docs import openapi_config
 from service.settings import Settings
+from service.uploads import multipart_part_limit
 from service.v2 import grpc_server
 from service.v2.http import ROUTES as V2_ROUTES
 from service.v2.http import v2_aware
@@ -78,14 +83,15 @@ def create_app(settings: Settings | None = None) -> Litestar:
     return Litestar(
         route_handlers=[*ROUTES, *V2_ROUTES, *PAGE_ROUTES],
         lifespan=[lifespan],
+        middleware=[RequestGuard(AllowedHosts.of(settings))],
         request_max_body_size=settings.max_upload_bytes,
+        multipart_form_part_limit=multipart_part_limit(settings),
         exception_handlers={  # under /v2 the protocol's own error shape
             ServiceError: v2_aware(service_error_handler),
             HTTPException: v2_aware(http_error_handler),
             Exception: v2_aware(internal_error_handler),
         },
-        openapi_config=OpenAPIConfig(title="cnnzoo", version=version, path="/schema",
-                                     description="Classic CNNs on MNIST and CIFAR-10, served on ONNX Runtime."),
+        openapi_config=openapi_config(version),
     )
 
 
@@ -95,7 +101,7 @@ def _configure_logging(level: str) -> None:
     logger.setLevel(level.upper())
     if not logger.handlers:
         handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(UntrustedTextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         logger.addHandler(handler)
         logger.propagate = False
 

@@ -28,6 +28,7 @@ class ServiceError(Exception):
 
     status_code = 400
     code = "bad_request"
+    headers: dict[str, str] | None = None  # extra response headers
 
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
@@ -65,6 +66,36 @@ class ClientDisconnected(ServiceError):
     status_code, code = 400, "client_disconnected"
 
 
+# Refused before the body was read: the rest of it may still be on its way, so the connection
+# cannot carry another request, and a client that reused it would find it closed.
+CLOSE = {"connection": "close"}
+
+
+class BodyTimeout(ServiceError):
+    """The body did not arrive within CNNZOO_BODY_READ_TIMEOUT_S (the connection is closed)."""
+
+    status_code, code = 408, "request_timeout"
+    headers = CLOSE
+
+
+class MultipartTooLarge(ServiceError):
+    """More multipart parts, or a longer part header, than the form parser accepts."""
+
+    status_code, code = 413, "payload_too_large"
+
+
+class UnknownHost(ServiceError):
+    """A Host header the service does not answer to (CNNZOO_ALLOWED_HOSTS): DNS rebinding."""
+
+    status_code, code = 400, "unknown_host"
+
+
+class CrossSiteRequest(ServiceError):
+    """A state-changing request sent by a browser from another site's page (CSRF)."""
+
+    status_code, code = 403, "cross_site_request"
+
+
 class UnsupportedMediaType(ServiceError):
     """The request's Content-Type is neither `image/*` nor `multipart/form-data`."""
 
@@ -94,7 +125,7 @@ class TooManyImages(ServiceError):
 
 
 def service_error_handler(_: Request, exc: ServiceError) -> Response[ErrorBody]:
-    return Response(exc.body(), status_code=exc.status_code)
+    return Response(exc.body(), status_code=exc.status_code, headers=exc.headers)
 
 
 # Short codes for the framework's own errors, by status.
@@ -110,12 +141,13 @@ def http_error_handler(request: Request, exc: HTTPException) -> Response[ErrorBo
     code = _HTTP_CODES.get(status, re.sub(r"\W+", "_", str(exc.detail).lower()).strip("_"))
     headers = dict(getattr(exc, "headers", None) or {})
     detail = str(exc.detail)
-    if status == 404:
+    if status == 404 and detail == "Not Found":  # the router's; a handler's own detail says more
         detail = f"no route {request.method} {request.url.path}; the API is described at /schema"
     elif status == 405:
         detail = f"{request.method} is not allowed on {request.url.path}; allowed: {headers.get('allow', 'see /schema')}"
     elif status == 413:
         detail = "the request body is larger than the server accepts (CNNZOO_MAX_UPLOAD_BYTES)"
+        headers.update(CLOSE)
     elif status == 400 and isinstance(getattr(exc, "extra", None), list):  # parameter validation
         problems = [f"{item.get('key')}: {item.get('message')}" for item in exc.extra if isinstance(item, dict)]
         detail = "invalid parameter: " + "; ".join(problems) if problems else detail
@@ -123,6 +155,6 @@ def http_error_handler(request: Request, exc: HTTPException) -> Response[ErrorBo
 
 
 def internal_error_handler(request: Request, exc: Exception) -> Response[ErrorBody]:
-    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    log.exception("unhandled error on %s %r", request.method, request.url.path, exc_info=exc)
     return Response(ErrorBody(error="internal_error", detail="the server failed on this request; it has been logged"),
                     status_code=500)

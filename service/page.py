@@ -3,18 +3,23 @@
 Plain HTML, CSS and JavaScript shipped in `service/static/`: no build step, nothing fetched
 from elsewhere (the Content-Security-Policy forbids it), so the page works offline. It talks
 to the service through the same public API as any client: `GET /models`, `POST /predict/{model}`.
+`/static/{name}` serves only the files shipped there, by name: nothing a client sends reaches the
+file system (a NUL byte or a 300-character name is a 404, not an error from the OS).
 """
 
 from __future__ import annotations
 
+import mimetypes
 from pathlib import Path
 
-from litestar import Response, get
+from litestar import Response, get, route
 from litestar.datastructures import CacheControlHeader
 from litestar.enums import MediaType
-from litestar.static_files import create_static_files_router
+from litestar.exceptions import NotFoundException
+from litestar.response import File
 
 STATIC_DIR = Path(__file__).parent / "static"
+STATIC_FILES = frozenset(path.name for path in STATIC_DIR.iterdir() if path.is_file())
 
 # Only this server's own files and API; `blob:` for the preview of the photo being sent.
 CONTENT_SECURITY_POLICY = ("default-src 'self'; img-src 'self' blob:; object-src 'none'; "
@@ -29,7 +34,17 @@ async def index() -> Response[bytes]:
                     headers={"Content-Security-Policy": CONTENT_SECURITY_POLICY})
 
 
-static_files = create_static_files_router(path="/static", directories=[STATIC_DIR], name="static",
-                                          cache_control=REVALIDATE, include_in_schema=False)
+@route("/static/{name:str}", http_method=["GET", "HEAD"], include_in_schema=False, cache_control=REVALIDATE)
+async def static_file(name: str) -> File:
+    return shipped_file(STATIC_DIR, STATIC_FILES, name)
 
-PAGE_ROUTES = [index, static_files]
+
+def shipped_file(folder: Path, names: frozenset[str], name: str) -> File:
+    """`folder/name` if `name` is one of `names`; else 404, the file system never asked."""
+    if name not in names:
+        raise NotFoundException(f"no file {name!r} here")
+    return File(folder / name, filename=name, content_disposition_type="inline",
+                media_type=mimetypes.guess_type(name)[0])
+
+
+PAGE_ROUTES = [index, static_file]

@@ -13,14 +13,15 @@ from typing import Annotated
 import msgspec
 from litestar import Request, Response, get, post
 from litestar.datastructures import UploadFile
-from litestar.exceptions import HTTPException, InternalServerException
+from litestar.exceptions import HTTPException
 from litestar.openapi import ResponseSpec
 from litestar.params import Parameter
 
 from service import openapi
 from service.catalog import Catalog
-from service.errors import (BadParameter, ClientDisconnected, EmptyBody, ErrorBody, MissingFile, ServiceError,
-                            TooManyImages, UnsupportedMediaType)
+from service.errors import (BadParameter, EmptyBody, ErrorBody, MissingFile, ServiceError, TooManyImages,
+                            UnsupportedMediaType)
+from service.guards import ANY_HOST
 from service.metrics import UNKNOWN_MODEL, Metrics
 from service.predict import predict_image
 from service.machine import Plan
@@ -28,6 +29,7 @@ from service.preprocess import KINDS
 from service.schemas import (BatchItem, BatchPrediction, Liveness, ModelCard, ModelList, ModelState, ModelSummary,
                              Prediction, Readiness, ServerPlan)
 from service.settings import Settings
+from service.uploads import read_body, read_form
 
 RAW_BODY_HINT = ("send the image as the multipart field 'file' (curl -F file=@digit.png) or as the raw body "
                  "with an image Content-Type (curl -H 'Content-Type: image/png' --data-binary @digit.png)")
@@ -72,7 +74,7 @@ async def predict(request: Request, model: str, top_k: TopK = 3, include: Includ
     with _tracked(state, model, "predict"):
         include_input = _includes_input(include)
         serving = state.catalog.serving(model)
-        data = await _single_image(request)
+        data = await _single_image(request, state.settings)
         return await predict_image(serving, data, top_k, executor=state.executor,
                                    max_pixels=state.settings.max_image_pixels, started=started,
                                    include_input=include_input)
@@ -88,7 +90,7 @@ async def predict_batch(request: Request, model: str, top_k: TopK = 3, include: 
     with _tracked(state, model, "batch"):
         include_input = _includes_input(include)
         serving = state.catalog.serving(model)
-        images = await _multipart_images(request, state.settings.max_batch_images)
+        images = await _multipart_images(request, state.settings)
 
         async def one(data: bytes) -> BatchItem:
             try:
@@ -127,13 +129,14 @@ async def model_card(request: Request, model: str) -> ModelCard | ModelState:
                      provider=entry.provider)
 
 
-@get("/health/live", summary="The process answers")
+# The probes answer any Host: a kubelet sends the pod's IP (service/guards.py).
+@get("/health/live", summary="The process answers", opt={ANY_HOST: True})
 async def live() -> Liveness:
     return Liveness(status="live")
 
 
 @get("/health/ready", summary="Every model has been tried and at least one serves (else 503)",
-     responses={503: ResponseSpec(Readiness, description="still loading, or no model can serve")})
+     opt={ANY_HOST: True}, responses={503: ResponseSpec(Readiness, description="still loading, or no model can serve")})
 async def ready(request: Request) -> Response[Readiness]:
     readiness = _state(request).catalog.readiness()
     return Response(readiness, status_code=200 if readiness.status == "ready" else 503)
@@ -157,22 +160,14 @@ def _includes_input(include: str | None) -> bool:
     return "input" in asked
 
 
-async def _body(request: Request) -> bytes:
-    """The whole body (enforcing CNNZOO_MAX_UPLOAD_BYTES: 413); multipart is parsed from it."""
-    try:
-        return await request.body()
-    except InternalServerException as err:  # Litestar's word for a client that hung up mid-body
-        raise ClientDisconnected(f"the client disconnected before sending the whole body ({err.detail})") from None
-
-
-async def _single_image(request: Request) -> bytes:
+async def _single_image(request: Request, settings: Settings) -> bytes:
     """The image bytes of a raw-body or multipart request."""
-    body = await _body(request)
+    body = await read_body(request, settings.body_read_timeout_s)
     if not body:
         raise EmptyBody(f"the request body is empty; {RAW_BODY_HINT}")
     content_type = request.content_type[0]
     if content_type == "multipart/form-data":
-        upload = (await request.form()).get("file")
+        upload = (await read_form(request, settings)).get("file")
         if not isinstance(upload, UploadFile):
             raise MissingFile(f"no file in the multipart field 'file'; {RAW_BODY_HINT}")
         return await upload.read()
@@ -181,16 +176,17 @@ async def _single_image(request: Request) -> bytes:
     raise UnsupportedMediaType(f"Content-Type {content_type or '(none)'!r} is not accepted; {RAW_BODY_HINT}")
 
 
-async def _multipart_images(request: Request, limit: int) -> list[bytes]:
+async def _multipart_images(request: Request, settings: Settings) -> list[bytes]:
     content_type = request.content_type[0]
     if content_type != "multipart/form-data":
         raise UnsupportedMediaType(f"Content-Type {content_type or '(none)'!r} is not accepted: send "
                                    "multipart/form-data with one file part per image "
                                    "(curl -F files=@a.png -F files=@b.png)")
-    await _body(request)
-    uploads = [value for _, value in (await request.form()).multi_items() if isinstance(value, UploadFile)]
+    form = await read_form(request, settings)
+    uploads = [value for _, value in form.multi_items() if isinstance(value, UploadFile)]
     if not uploads:
         raise MissingFile("no file parts in the request (curl -F files=@a.png -F files=@b.png)")
+    limit = settings.max_batch_images
     if len(uploads) > limit:
         raise TooManyImages(f"{len(uploads)} images in one request; the limit is {limit} "
                             "(CNNZOO_MAX_BATCH_IMAGES)")

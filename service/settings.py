@@ -16,6 +16,8 @@ from modelrepo.providers import CPU, CUDA, provider_names
 
 PREFIX = "CNNZOO_"
 SERVERS = ("granian", "uvicorn")
+MIN_HEADER_BYTES = 8192  # Granian refuses a smaller HTTP/1 buffer
+MAX_TIMEOUT_S = 3600.0
 
 
 class SettingsError(ValueError):
@@ -45,12 +47,21 @@ class Settings:
     server: str = "granian"  # the ASGI server `python -m service` runs: "granian" or "uvicorn"
     graceful_timeout_s: int = 30  # on SIGTERM, how long in-flight requests get to finish
     keep_alive_s: int = 5
+    # HTTP limits against hostile or broken clients (service/http_limits.py wires them into the
+    # server; docs/results.md: what each does under attack).
+    max_header_bytes: int = 32_768  # the request line and headers together; more: 431 (Granian), 400 (uvicorn)
+    header_read_timeout_s: float = 10.0  # to send the headers (slowloris); idle keep-alive too on Granian
+    body_read_timeout_s: float = 30.0  # to send the whole body, from the handler's first read; then 408
+    max_connections: int = 256  # per worker process: Granian queues more in the backlog, uvicorn answers 503
+    # Host names the service answers to (Host and Origin headers); "*": any. None: localhost,
+    # 127.0.0.1, ::1 and CNNZOO_HOST unless it binds every address (service/guards.py).
+    allowed_hosts: tuple[str, ...] | None = None
     log_level: str = "info"
     access_log: bool = False  # one line per request (docs/results.md: what it costs)
 
     def __post_init__(self) -> None:
         for name in ("max_upload_bytes", "max_image_pixels", "max_batch_images", "max_batch",
-                     "worker_threads"):
+                     "worker_threads", "max_connections"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{PREFIX}{name.upper()} must be at least 1, got {getattr(self, name)}")
         if self.batch_window_ms < 0 or self.ort_threads < 0:
@@ -64,6 +75,15 @@ class Settings:
             raise SettingsError(f"{PREFIX}PROVIDERS must name at least one provider")
         if self.workers is not None and self.workers < 1:
             raise SettingsError(f"{PREFIX}WORKERS must be auto or at least 1, got {self.workers}")
+        if self.max_header_bytes < MIN_HEADER_BYTES:
+            raise SettingsError(f"{PREFIX}MAX_HEADER_BYTES must be at least {MIN_HEADER_BYTES} (Granian's smallest "
+                                f"buffer), got {self.max_header_bytes}")
+        for name in ("header_read_timeout_s", "body_read_timeout_s"):
+            if not 0 < getattr(self, name) <= MAX_TIMEOUT_S:
+                raise SettingsError(f"{PREFIX}{name.upper()} must be in (0, {MAX_TIMEOUT_S:g}] seconds, "
+                                    f"got {getattr(self, name)}")
+        if self.allowed_hosts is not None and not self.allowed_hosts:
+            raise SettingsError(f"{PREFIX}ALLOWED_HOSTS must name at least one host (or *)")
         if self.server not in SERVERS:
             raise SettingsError(f"{PREFIX}SERVER must be one of {', '.join(SERVERS)}, got {self.server!r}")
 
@@ -79,6 +99,8 @@ class Settings:
                 continue
             if field.name == "workers":
                 values[field.name] = None if raw.strip().lower() == "auto" else _parse(key, raw.strip(), 1)
+            elif field.name == "allowed_hosts":
+                values[field.name] = tuple(host.strip() for host in raw.split(",") if host.strip())
             else:
                 values[field.name] = _parse(key, raw.strip(), field.default)
         return cls(**values)

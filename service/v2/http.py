@@ -13,10 +13,12 @@ from collections.abc import Callable
 
 from litestar import Request, Response, get, post
 from litestar.enums import MediaType
-from litestar.exceptions import HTTPException, InternalServerException
+from litestar.exceptions import HTTPException
 
-from service.errors import ClientDisconnected, ServiceError
+from service.errors import CLOSE, ServiceError
+from service.guards import ANY_HOST
 from service.routes import ServiceState
+from service.uploads import read_body
 from service.v2 import models, rest
 from service.v2.errors import http_status
 from service.v2.inference import infer as run_inference
@@ -43,12 +45,13 @@ async def server_metadata(request: Request) -> Response:
     return _json(models.server_metadata(request.app.openapi_config.version))  # the app's version
 
 
-@get(f"{PREFIX}/health/live", summary="v2: the server answers", tags=["v2"])
+@get(f"{PREFIX}/health/live", summary="v2: the server answers", tags=["v2"], opt={ANY_HOST: True})
 async def live() -> Response:
     return _json({"live": True})
 
 
-@get(f"{PREFIX}/health/ready", summary="v2: every model tried and one serves (else 503)", tags=["v2"])
+@get(f"{PREFIX}/health/ready", summary="v2: every model tried and one serves (else 503)", tags=["v2"],
+     opt={ANY_HOST: True})
 async def ready(request: Request) -> Response:
     is_ready = _state(request).catalog.readiness().status == "ready"
     return _json({"ready": is_ready}, 200 if is_ready else 503)
@@ -80,10 +83,7 @@ async def model_config(request: Request, model: str, version: str | None = None)
 async def infer(request: Request, model: str, version: str | None = None) -> Response:
     state = _state(request)
     with tracked(state, model, ENDPOINT):
-        try:
-            body = await request.body()
-        except InternalServerException as err:  # Litestar's word for a client that hung up mid-body
-            raise ClientDisconnected(f"the client disconnected before sending the whole body ({err.detail})") from None
+        body = await read_body(request, state.settings.body_read_timeout_s)
         if request.headers.get("content-encoding", "identity").lower() != "identity":
             raise ServiceError(f"Content-Encoding {request.headers['content-encoding']!r} is not supported: "
                                "send the body uncompressed")
@@ -111,15 +111,18 @@ def v2_aware(handler: Callable[[Request, Exception], Response]) -> Callable[[Req
 
 
 def error_response(request: Request, exc: Exception) -> Response:
+    headers = None
     if isinstance(exc, ServiceError):
-        status, message = http_status(exc), exc.detail
+        status, message, headers = http_status(exc), exc.detail, exc.headers
     elif isinstance(exc, HTTPException):
         status, message = exc.status_code, _framework_message(request, exc)
+        if "allow" in (exc.headers or {}):
+            headers = {"allow": exc.headers["allow"]}
+        elif status == 413:
+            headers = CLOSE
     else:
-        log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        log.exception("unhandled error on %s %r", request.method, request.url.path, exc_info=exc)
         status, message = 500, "the server failed on this request; it has been logged"
-    headers = {"allow": exc.headers["allow"]} if isinstance(exc, HTTPException) and "allow" in (exc.headers or {}) \
-        else None
     return Response({"error": message}, status_code=status, media_type=MediaType.JSON, headers=headers)
 
 

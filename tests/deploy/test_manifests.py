@@ -20,6 +20,7 @@ from manifests import (Document, Pod, container_env, deployment_pod, documents, 
 
 from service import routes
 from service.app import create_app
+from service.guards import ANY_HOST, AllowedHosts
 from service.settings import Settings
 
 # The oldest Kubernetes the manifests are meant for, and the newest kubernetes-validate knows.
@@ -141,6 +142,13 @@ def test_probes_ask_the_health_routes_on_the_http_port(pod: Pod, get_paths: set[
     for probe, handler in (("readinessProbe", routes.ready), ("livenessProbe", routes.live)):
         assert pod.container[probe]["httpGet"]["path"] == route_path(handler) in get_paths
         assert probe_port(pod.container, pod.container[probe]) == port
+
+
+def test_probes_and_scrapes_pass_the_host_guard(pod: Pod) -> None:
+    """The kubelet probes, and Prometheus scrapes, with the pod's IP as Host."""
+    assert AllowedHosts.of(settings_in(pod.container, IMAGE)).allow("10.244.3.17")
+    # The probes would pass even with a narrower CNNZOO_ALLOWED_HOSTS.
+    assert routes.ready.opt.get(ANY_HOST) and routes.live.opt.get(ANY_HOST)
 
 
 def test_metrics_are_scraped_from_the_metrics_route(pod: Pod, get_paths: set[str]) -> None:

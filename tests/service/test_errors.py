@@ -29,6 +29,22 @@ def multipart(path: str, files: list) -> dict:
     return {"method": "POST", "url": path, "files": files}
 
 
+def form(*parts: bytes) -> dict:
+    """A hand-made multipart body (boundary `xx`), for parts no client library would send."""
+    body = b"".join(b"--xx\r\n" + part + b"\r\n" for part in parts) + b"--xx--\r\n"
+    return raw("/predict/cnn-mnist", body, {"content-type": "multipart/form-data; boundary=xx"})
+
+
+def on_batch(request: dict) -> dict:
+    return {**request, "url": request["url"] + "/batch"}
+
+
+NOT_UTF8_FIELD = b'Content-Disposition: form-data; name="note"\r\n\r\n\xff\xfe not UTF-8'
+LONG_FILENAME = b'Content-Disposition: form-data; name="file"; filename="' + b"a" * 100_000 + b'"\r\n\r\nx'
+MANY_HEADER_LINES = b'Content-Disposition: form-data; name="file"; filename="a.png"\r\n' + \
+    b"".join(b"X-%d: a\r\n" % i for i in range(20)) + b"\r\nx"
+
+
 def chunks(total: int):
     """A body without Content-Length (chunked), so the limit must be enforced while streaming."""
     for _ in range(total // 65536):
@@ -74,6 +90,16 @@ CASES = {
                                 {"content-type": "multipart/form-data; boundary=xyz"}), 400, "bad_request", "Invalid multipart"),
     "multipart without boundary": (raw("/predict/cnn-mnist", DIGIT, {"content-type": "multipart/form-data"}),
                                    400, "bad_request", "boundary"),
+    # Issue 17: hostile forms and file names, each a 4xx, never a 500.
+    "a text field that is not UTF-8": (form(NOT_UTF8_FIELD), 400, "bad_request", "not UTF-8"),
+    "a text field that is not UTF-8, on a batch": (on_batch(form(NOT_UTF8_FIELD)), 400, "bad_request", "not UTF-8"),
+    "more parts than the parser takes": (form(*[b'Content-Disposition: form-data; name="n"\r\n\r\nv'] * 200), 413,
+                                         "payload_too_large", "more than 40 parts"),
+    "a 100 KB filename": (form(LONG_FILENAME), 413, "payload_too_large", "header is longer than"),
+    "a part with 20 header lines": (form(MANY_HEADER_LINES), 413, "payload_too_large", "header lines"),
+    "a NUL byte in a static path": (raw("/static/%00", b"", {}, "GET"), 404, "not_found", "no file"),
+    "a 300-character static name": (raw("/static/" + "a" * 300, b"", {}, "GET"), 404, "not_found", "no file"),
+    "a static path out of its folder": (raw("/static/..%2fsettings.py", b"", {}, "GET"), 404, "not_found", ""),
     "batch of too many images": (multipart("/predict/cnn-mnist/batch", [("files", ("a.png", DIGIT))] * 9),
                                  413, "too_many_images", "limit is 8"),
     "batch as a raw body": (raw("/predict/cnn-mnist/batch", DIGIT), 415, "unsupported_media_type", "multipart"),
@@ -109,7 +135,9 @@ def test_a_bad_image_in_a_batch_gets_its_own_error_and_the_rest_are_answered(cli
 
 
 def test_no_client_mistake_produced_a_server_error(server, client: httpx.Client) -> None:
-    for case in ("not an image", "truncated PNG", "decompression bomb", "malformed multipart"):
+    for case in ("not an image", "truncated PNG", "decompression bomb", "malformed multipart",
+                 "a text field that is not UTF-8", "a text field that is not UTF-8, on a batch",
+                 "a NUL byte in a static path", "a 300-character static name", "a 100 KB filename"):
         request = CASES[case][0]
         assert client.request(**request).status_code < 500
     metrics = client.get("/metrics").text

@@ -18,6 +18,17 @@ def test_defaults_serve_models_on_loopback() -> None:
     assert settings.workers is None and settings.server == "granian"  # auto; and the faster server here
     assert settings.access_log is False  # it costs (docs/results.md)
     assert settings.grpc_port == 8001  # as on Triton
+    # HTTP limits (issue 17): a slowloris waits 10 s at most for its headers, an upload 30 s.
+    assert (settings.max_header_bytes, settings.header_read_timeout_s) == (32_768, 10.0)
+    assert (settings.body_read_timeout_s, settings.max_connections) == (30.0, 256)
+    assert settings.allowed_hosts is None  # loopback names and CNNZOO_HOST (service/guards.py)
+
+
+def test_allowed_hosts_are_a_comma_separated_list() -> None:
+    settings = Settings.from_env({"CNNZOO_ALLOWED_HOSTS": "cnnzoo.example, *.svc.cluster.local ,localhost"})
+    assert settings.allowed_hosts == ("cnnzoo.example", "*.svc.cluster.local", "localhost")
+    assert Settings.from_env({"CNNZOO_ALLOWED_HOSTS": "*"}).allowed_hosts == ("*",)
+    assert Settings.from_env({"CNNZOO_ALLOWED_HOSTS": ""}).allowed_hosts is None  # empty means unset
 
 
 def test_workers_are_auto_or_a_number() -> None:
@@ -64,6 +75,11 @@ def test_provider_names_may_be_short_or_onnx_runtimes_own() -> None:
     ("CNNZOO_WORKERS", "0", "auto or at least 1"),
     ("CNNZOO_WORKERS", "many", "CNNZOO_WORKERS='many'"),
     ("CNNZOO_SERVER", "gunicorn", "granian, uvicorn"),
+    ("CNNZOO_MAX_HEADER_BYTES", "4096", "at least 8192"),
+    ("CNNZOO_HEADER_READ_TIMEOUT_S", "0", "CNNZOO_HEADER_READ_TIMEOUT_S must be in (0, 3600] seconds"),
+    ("CNNZOO_BODY_READ_TIMEOUT_S", "-5", "CNNZOO_BODY_READ_TIMEOUT_S must be in"),
+    ("CNNZOO_MAX_CONNECTIONS", "0", "CNNZOO_MAX_CONNECTIONS must be at least 1"),
+    ("CNNZOO_ALLOWED_HOSTS", " , ", "at least one host"),
 ])
 def test_a_bad_value_names_its_variable(key: str, value: str, message: str) -> None:
     with pytest.raises(SettingsError, match=message.replace(".", r"\.").replace("(", r"\(")):
