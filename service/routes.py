@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Iterator
 from concurrent.futures import Executor
@@ -22,7 +21,7 @@ from service.catalog import Catalog
 from service.errors import (BadParameter, ClientDisconnected, EmptyBody, ErrorBody, MissingFile, ServiceError,
                             TooManyImages, UnsupportedMediaType)
 from service.metrics import UNKNOWN_MODEL, Metrics
-from service.predict import predict_image
+from service.predict import Decoding, predict_image, predict_images
 from service.machine import Plan
 from service.preprocess import KINDS
 from service.schemas import (BatchItem, BatchPrediction, Liveness, ModelCard, ModelList, ModelState, ModelSummary,
@@ -42,6 +41,7 @@ class ServiceState:
     metrics: Metrics
     executor: Executor
     plan: Plan  # server processes and ONNX Runtime threads, as chosen for this machine
+    decoding: Decoding  # the worker threads' share for decoding, and the image limits
 
 
 def _state(request: Request) -> ServiceState:
@@ -73,9 +73,8 @@ async def predict(request: Request, model: str, top_k: TopK = 3, include: Includ
         include_input = _includes_input(include)
         serving = state.catalog.serving(model)
         data = await _single_image(request)
-        return await predict_image(serving, data, top_k, executor=state.executor,
-                                   max_pixels=state.settings.max_image_pixels, started=started,
-                                   include_input=include_input)
+        return await predict_image(serving, data, top_k, decoding=state.decoding, budget=state.decoding.budget(),
+                                   started=started, include_input=include_input)
 
 
 @post("/predict/{model:str}/batch", status_code=200, operation_class=openapi.BatchOperation,
@@ -89,16 +88,15 @@ async def predict_batch(request: Request, model: str, top_k: TopK = 3, include: 
         include_input = _includes_input(include)
         serving = state.catalog.serving(model)
         images = await _multipart_images(request, state.settings.max_batch_images)
-
-        async def one(data: bytes) -> BatchItem:
-            try:
-                return BatchItem.of(await predict_image(
-                    serving, data, top_k, executor=state.executor,
-                    max_pixels=state.settings.max_image_pixels, started=started, include_input=include_input))
-            except ServiceError as err:
-                state.metrics.errors.labels(serving.model.id, err.code).inc()
-                return BatchItem.of(err.body())
-        return BatchPrediction(model=serving.model.id, results=list(await asyncio.gather(*map(one, images))))
+        outcomes = await predict_images(serving, images, top_k, decoding=state.decoding, started=started,
+                                        include_input=include_input)
+        results = []
+        for outcome in outcomes:
+            if isinstance(outcome, ServiceError):
+                state.metrics.errors.labels(serving.model.id, outcome.code).inc()
+                outcome = outcome.body()
+            results.append(BatchItem.of(outcome))
+        return BatchPrediction(model=serving.model.id, results=results)
 
 
 @get("/models", summary="Every model in the repository, with its status")

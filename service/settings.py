@@ -47,6 +47,11 @@ class Settings:
     keep_alive_s: int = 5
     log_level: str = "info"
     access_log: bool = False  # one line per request (docs/results.md: what it costs)
+    # What decoding may cost (docs/results.md, "Hostile uploads"): a one-pass JPEG decodes at up
+    # to 1/8 scale per side, so it may declare more pixels than CNNZOO_MAX_IMAGE_PIXELS (48-50 Mpx phone photos);
+    # one request's images together decode at most max_request_pixels (more: 413 per image).
+    max_jpeg_pixels: int = 64_000_000
+    max_request_pixels: int = 80_000_000
 
     def __post_init__(self) -> None:
         for name in ("max_upload_bytes", "max_image_pixels", "max_batch_images", "max_batch",
@@ -64,6 +69,8 @@ class Settings:
             raise SettingsError(f"{PREFIX}PROVIDERS must name at least one provider")
         if self.workers is not None and self.workers < 1:
             raise SettingsError(f"{PREFIX}WORKERS must be auto or at least 1, got {self.workers}")
+        if min(self.max_jpeg_pixels, self.max_request_pixels) < 1:
+            raise SettingsError(f"{PREFIX}MAX_JPEG_PIXELS and {PREFIX}MAX_REQUEST_PIXELS must be at least 1")
         if self.server not in SERVERS:
             raise SettingsError(f"{PREFIX}SERVER must be one of {', '.join(SERVERS)}, got {self.server!r}")
 
