@@ -51,7 +51,7 @@ class Settings:
     # to 1/8 scale per side, so it may declare more pixels than CNNZOO_MAX_IMAGE_PIXELS (48-50 Mpx phone photos);
     # one request's images together decode at most max_request_pixels (more: 413 per image).
     max_jpeg_pixels: int = 64_000_000
-    max_request_pixels: int = 80_000_000
+    max_request_pixels: int = 64_000_000
 
     def __post_init__(self) -> None:
         for name in ("max_upload_bytes", "max_image_pixels", "max_batch_images", "max_batch",
