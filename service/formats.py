@@ -63,8 +63,9 @@ def screen(data: bytes) -> Screened:
     fmt = _sniff(prefix, ACCEPTED)
     if fmt is None:
         known = _sniff(prefix, tuple(f for f in Image.ID if f not in ACCEPTED))
-        what = f"{known} images are" if known else "the body is not an image in a format that"
-        raise UnsupportedImage(f"{what} not accepted; the service reads {ACCEPTED_TEXT}")
+        if known:
+            raise UnsupportedImage(f"{known} images are not accepted; the service reads {ACCEPTED_TEXT}")
+        raise UnsupportedImage(f"the body is not an image in a format the service reads ({ACCEPTED_TEXT})")
     walk = _WALKS.get(fmt)
     return walk(data) if walk else Screened(fmt)
 
