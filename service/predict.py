@@ -18,6 +18,7 @@ import base64
 import io
 import threading
 import time
+from collections.abc import AsyncIterable
 from concurrent.futures import Executor
 
 import numpy as np
@@ -97,8 +98,8 @@ async def predict_image(serving: Serving, data: bytes, top_k: int, *, decoding: 
                                include_input=include_input)
 
 
-async def predict_images(serving: Serving, images: list[bytes], top_k: int, *, decoding: Decoding, started: float,
-                         include_input: bool = False) -> list[Prediction | ServiceError]:
+async def predict_images(serving: Serving, images: AsyncIterable[bytes], top_k: int, *, decoding: Decoding,
+                         started: float, include_input: bool = False) -> list[Prediction | ServiceError]:
     """Classify a request's images, in order; one that cannot be read or answered gets its
     error in its place. They are decoded one after another (never all held at once), each
     sent on to the batcher as soon as it is ready, under one budget."""
@@ -113,7 +114,7 @@ async def predict_images(serving: Serving, images: list[bytes], top_k: int, *, d
 
     entries: list[ServiceError | asyncio.Task[Prediction | ServiceError]] = []
     async with asyncio.TaskGroup() as answers:
-        for data in images:
+        async for data in images:
             decode_start = time.perf_counter()
             try:
                 x = await image_input(serving.model, data, decoding, budget)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import Executor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -179,20 +179,35 @@ async def _single_image(request: Request) -> bytes:
     raise UnsupportedMediaType(f"Content-Type {content_type or '(none)'!r} is not accepted; {RAW_BODY_HINT}")
 
 
-async def _multipart_images(request: Request, limit: int) -> list[bytes]:
+async def _multipart_images(request: Request, limit: int) -> AsyncIterator[bytes]:
+    """The batch's file parts, checked, then read one at a time (see `_read_each`). The form is
+    parsed as the body streams in: the body itself is never held whole beside its parts."""
     content_type = request.content_type[0]
     if content_type != "multipart/form-data":
         raise UnsupportedMediaType(f"Content-Type {content_type or '(none)'!r} is not accepted: send "
                                    "multipart/form-data with one file part per image "
                                    "(curl -F files=@a.png -F files=@b.png)")
-    await _body(request)
-    uploads = [value for _, value in (await request.form()).multi_items() if isinstance(value, UploadFile)]
+    try:
+        form = await request.form()
+    except InternalServerException as err:  # Litestar's word for a client that hung up mid-body
+        raise ClientDisconnected(f"the client disconnected before sending the whole body ({err.detail})") from None
+    uploads = [value for _, value in form.multi_items() if isinstance(value, UploadFile)]
     if not uploads:
         raise MissingFile("no file parts in the request (curl -F files=@a.png -F files=@b.png)")
     if len(uploads) > limit:
         raise TooManyImages(f"{len(uploads)} images in one request; the limit is {limit} "
                             "(CNNZOO_MAX_BATCH_IMAGES)")
-    return [await upload.read() for upload in uploads]
+    return _read_each(uploads)
+
+
+async def _read_each(uploads: list[UploadFile]) -> AsyncIterator[bytes]:
+    """Each upload's bytes in turn, its spooled copy closed once read: a batch holds the parts
+    not yet decoded and the one being decoded, never a second copy of them all."""
+    for upload in uploads:
+        try:
+            yield await upload.read()
+        finally:
+            await upload.close()
 
 
 @contextmanager

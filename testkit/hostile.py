@@ -236,8 +236,8 @@ CORPUS: dict[str, Hostile] = {h.name: h for h in [
             lambda: png_of_zeros(8, 8, extra_chunks=790_000), REFUSED, cheap=True),
     Hostile("jpeg-2.3m-segments", "small JPEG behind 2.3 M empty COM/APP15 segments (9.2 MB)",
             jpeg_many_segments, REFUSED, cheap=True),
-    Hostile("jpeg2000-noise", "1800x1800 noise as lossless JPEG 2000 (10 MB)",
-            lambda: encode(noise(1800, 1800), "JPEG2000", irreversible=False), (415,)),
+    Hostile("jpeg2000-noise", "1750x1750 noise as lossless JPEG 2000 (10 MB)",
+            lambda: encode(noise(1750, 1750), "JPEG2000", irreversible=False), (415,)),
     Hostile("qoi-noise", "700x700 RGBA noise as QOI (2 MB; Pillow's QOI decoder is pure Python)",
             lambda: encode(noise(700, 700, 4), "QOI"), (415,), cheap=True),
     # Cheaper versions of the same
