@@ -12,7 +12,10 @@ samples the RSS of the server's process tree every 20 ms (peak growth over the R
 the goal is 600 MB). Then the loads: 64 clients at once each sending `batch-64-zero-png` (goal:
 peak RSS under 1.5 GB), and 64 clients sending 64-image batches of MNIST PNGs for 20 s (all 200).
 `--checkout DIR` serves another checkout's service/ (e.g. `git worktree add /tmp/main main`:
-the figures before issue 17). Figures: docs/results.md, "Hostile uploads".
+the figures before issue 17). `--throughput DIR` instead measures what the defences cost a
+normal request: a 28x28 MNIST PNG to /predict/cnn-mnist from 16 connections (bench/loadgen.py),
+this checkout against DIR, alternating rounds; req/s and server CPU per request.
+Figures: docs/results.md, "Hostile uploads".
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -183,14 +188,65 @@ def _tally(outcomes) -> str:
     return ", ".join(f"{outcomes.count(o)}x {o}" for o in sorted(set(outcomes)))
 
 
+# The decoding and preprocessing of one 28x28 PNG, timed in a process of its own importing a
+# checkout's service/: the steady part of the comparison, where HTTP rounds vary with the load.
+PREPROCESS_TIMING = """
+import sys, timeit
+from service.preprocess import InputSpec, preprocess
+spec = InputSpec(kind="digit", channels=1, height=28, width=28, mean=(0.1307,), std=(0.3081,))
+data = open(sys.argv[1], "rb").read()
+for _ in range(500):
+    preprocess(data, spec, 40_000_000)
+print(min(timeit.repeat(lambda: preprocess(data, spec, 40_000_000), number=3000, repeat=7)) / 3000 * 1e6)
+"""
+
+
+def throughput(checkouts: dict[str, Path], rounds: int = 4, seconds: float = 8) -> None:
+    """req/s and server CPU µs per request of a 28x28 /predict, each checkout in turn, round after
+    round; then the in-process cost of decoding and preprocessing it."""
+    with tempfile.TemporaryDirectory() as work:
+        body = Path(work) / "digit.png"
+        body.write_bytes(DIGIT)
+        results: dict[str, list[tuple[float, float]]] = {name: [] for name in checkouts}
+        with running_server(REPO_ROOT / "models", Path(work), checkout=checkouts["this"]) as this, \
+                running_server(REPO_ROOT / "models", Path(work), checkout=checkouts["baseline"]) as baseline:
+            servers = {"this": this, "baseline": baseline}
+            for _ in range(rounds):
+                for name, server in servers.items():
+                    before = cpu_seconds(server.process.pid) or 0.0
+                    out = json.loads(subprocess.run(
+                        [sys.executable, str(REPO_ROOT / "bench" / "loadgen.py"), f"{server.url}/predict/{DIGIT_MODEL}",
+                         "--body", str(body), "--content-type", "image/png", "--concurrency", "16",
+                         "--duration", str(seconds)], capture_output=True, text=True, check=True).stdout)
+                    cpu_us = ((cpu_seconds(server.process.pid) or 0.0) - before) / max(1, out["requests"]) * 1e6
+                    results[name].append((out["req_s"], cpu_us))
+                    print(f"{name:9s} {out['req_s']:8.1f} req/s  {cpu_us:6.0f} µs CPU/req  errors {out['errors']}",
+                          flush=True)
+        timed = {name: float(subprocess.run([sys.executable, "-c", PREPROCESS_TIMING, str(body)], cwd=checkout,
+                                            capture_output=True, text=True, check=True).stdout)
+                 for name, checkout in checkouts.items()}
+    medians = {name: (statistics.median(r for r, _ in runs), statistics.median(c for _, c in runs))
+               for name, runs in results.items()}
+    (req_this, cpu_this), (req_base, cpu_base) = medians["this"], medians["baseline"]
+    print(f"median: this {req_this:.1f} req/s, {cpu_this:.0f} µs/req; baseline {req_base:.1f} req/s, "
+          f"{cpu_base:.0f} µs/req; this / baseline: {req_this / req_base:.3f} req/s, {cpu_this / cpu_base:.3f} CPU")
+    print(f"decode + preprocess of the 28x28 PNG, in process: this {timed['this']:.1f} µs, baseline "
+          f"{timed['baseline']:.1f} µs ({timed['this'] / timed['baseline']:.3f})")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", nargs="+", metavar="NAME", help="run these attacks only (names as printed)")
     parser.add_argument("--no-load", action="store_true", help="leave out the two loads")
     parser.add_argument("--checkout", type=Path, default=REPO_ROOT, help="serve this checkout's service/")
     parser.add_argument("--json", type=Path, help="also write the rows here")
+    parser.add_argument("--throughput", type=Path, metavar="DIR",
+                        help="only compare a normal 28x28 /predict's throughput: this checkout against DIR's")
     args = parser.parse_args()
     print(machine_line())
+    if args.throughput:
+        throughput({"this": args.checkout, "baseline": args.throughput})
+        return 0
     print(f"server: {args.checkout}, models {REPO_ROOT / 'models'}, default limits, 1 worker process")
     rows: list[Row] = []
     with tempfile.TemporaryDirectory() as logs, running_server(REPO_ROOT / "models", Path(logs),
