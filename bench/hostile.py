@@ -15,6 +15,8 @@ peak RSS under 1.5 GB), and 64 clients sending 64-image batches of MNIST PNGs fo
 the figures before issue 17). `--throughput DIR` instead measures what the defences cost a
 normal request: a 28x28 MNIST PNG to /predict/cnn-mnist from 16 connections (bench/loadgen.py),
 this checkout against DIR, alternating rounds; req/s and server CPU per request.
+`--in-process` decodes each file in a fresh process of its own, no server (CPU seconds and
+peak RSS growth, from VmHWM): the figures the limits were set from.
 Figures: docs/results.md, "Hostile uploads".
 """
 
@@ -201,6 +203,55 @@ print(min(timeit.repeat(lambda: preprocess(data, spec, 40_000_000), number=3000,
 """
 
 
+# One file decoded and preprocessed for lenet5-cifar10's input (RGB, 32x32) under the default
+# limits of whichever checkout is imported (before issue 17 the limit was one int).
+DECODE_ALONE = """
+import json, sys, time, warnings
+warnings.simplefilter("ignore")
+from service.preprocess import InputSpec, preprocess
+from service.settings import Settings
+try:
+    from service.images import ImageLimits
+    settings = Settings()
+    limits = ImageLimits(settings.max_image_pixels, settings.max_jpeg_pixels)
+except ImportError:
+    limits = Settings().max_image_pixels
+spec = InputSpec(kind="photo", channels=3, height=32, width=32, mean=(0.5,) * 3, std=(0.25,) * 3)
+data = open(sys.argv[1], "rb").read()
+
+def kb(field):  # from /proc/self/status; ru_maxrss would start at the parent's peak
+    return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith(field))
+
+open("/proc/self/clear_refs", "w").write("5")  # the peak (VmHWM) starts again from here
+before, started = kb("VmRSS:"), time.process_time()
+try:
+    preprocess(data, spec, limits)
+    outcome = "decoded"
+except Exception as err:
+    outcome = type(err).__name__
+print(json.dumps({"cpu_s": time.process_time() - started, "outcome": outcome,
+                  "peak_mb": (kb("VmHWM:") - before) / 1024}))
+"""
+
+
+def decode_alone(checkout: Path, only: list[str] | None) -> None:
+    print(f"{'file':28s} {'cpu s':>6s} {'+peak MB':>9s}  outcome (one copy of a batch's file)")
+    with tempfile.TemporaryDirectory() as work:
+        for name, case in hostile.CORPUS.items():
+            if only and name not in only:
+                continue
+            path = Path(work) / name
+            path.write_bytes(case.build())
+            try:
+                run = subprocess.run([sys.executable, "-c", DECODE_ALONE, str(path)], cwd=checkout,
+                                     capture_output=True, text=True, timeout=REQUEST_TIMEOUT_S)
+                out = json.loads(run.stdout) if run.returncode == 0 else {"cpu_s": -1, "peak_mb": -1,
+                                                                          "outcome": run.stderr[-80:]}
+            except subprocess.TimeoutExpired:
+                out = {"cpu_s": -1, "peak_mb": -1, "outcome": f"over {REQUEST_TIMEOUT_S} s"}
+            print(f"{name:28s} {out['cpu_s']:6.2f} {out['peak_mb']:9.0f}  {out['outcome']}", flush=True)
+
+
 def throughput(checkouts: dict[str, Path], rounds: int = 4, seconds: float = 8) -> None:
     """req/s and server CPU µs per request of a 28x28 /predict, each checkout in turn, round after
     round; then the in-process cost of decoding and preprocessing it."""
@@ -242,8 +293,13 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="also write the rows here")
     parser.add_argument("--throughput", type=Path, metavar="DIR",
                         help="only compare a normal 28x28 /predict's throughput: this checkout against DIR's")
+    parser.add_argument("--in-process", action="store_true",
+                        help="only decode each file in a fresh process (no server): CPU and peak RSS")
     args = parser.parse_args()
     print(machine_line())
+    if args.in_process:
+        decode_alone(args.checkout, args.only)
+        return 0
     if args.throughput:
         throughput({"this": args.checkout, "baseline": args.throughput})
         return 0
