@@ -11,7 +11,7 @@ can go wrong a typed error (`UnsupportedImage` 415, `CorruptImage` 422, `TooMany
   one-pass JPEG may declare up to `ImageLimits.jpeg_pixels`; progressive ones hold coefficients
   for every block and fall under `pixels` like the rest. After the decoder, every step
   (8-bit conversion, transparency, shrinking to WORKING_SIZE) works one band at a time, so no
-  second full-size copy is made;
+  second full-size copy is made.
 """
 
 from __future__ import annotations
@@ -75,9 +75,9 @@ def open_image(data: bytes, limits: ImageLimits | int) -> Image.Image:
     one_pass_jpeg = screened.format == "JPEG" and not screened.full_size
     declared_limit = limits.jpeg_pixels if one_pass_jpeg else limits.pixels
     if width * height > declared_limit:
-        raise TooManyPixels(f"the image is {width}x{height} = {width * height:,} pixels; the limit is "
-                            f"{declared_limit:,}" + ("" if one_pass_jpeg or screened.format != "JPEG" else
-                                                      " for a progressive or multi-scan JPEG"))
+        which = " for a progressive or multi-scan JPEG" if screened.format == "JPEG" and not one_pass_jpeg else ""
+        raise TooManyPixels(f"the image is {width}x{height} = {width * height:,} pixels; "
+                            f"the limit is {declared_limit:,}{which}")
     if width == 0 or height == 0:
         raise CorruptImage(f"the image is {width}x{height} pixels: empty")
     try:  # JPEG only: decode straight at a reduced scale, chosen by the longer side
@@ -86,9 +86,9 @@ def open_image(data: bytes, limits: ImageLimits | int) -> Image.Image:
         raise CorruptImage(f"the {screened.format} header could not be read ({_describe(err)})") from None
     limit = limits.pixels // screened.copies
     if decoded_pixels(image) > limit:  # a JPEG too thin to be drafted much; WebP's copies
-        raise TooManyPixels(f"the image decodes to {image.width}x{image.height} = {decoded_pixels(image):,} pixels; "
-                            f"the limit is {limit:,}" + (f" for {screened.format}, whose decoder holds {screened.copies} "
-                                                         "copies" if screened.copies > 1 else ""))
+        which = f" for {screened.format}, whose decoder holds {screened.copies} copies" if screened.copies > 1 else ""
+        raise TooManyPixels(f"the image decodes to {image.width}x{image.height} = {decoded_pixels(image):,} "
+                            f"pixels; the limit is {limit:,}{which}")
     return image
 
 
