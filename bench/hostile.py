@@ -130,7 +130,8 @@ def send_file(server: Server, case: hostile.Hostile) -> Callable[[], str]:
                 codes = [entry.get("error", "200") for entry in response.json().get("results", [])]
                 detail = ", ".join(f"{codes.count(c)} {c}" for c in sorted(set(codes)))
                 return f"{response.status_code} ({detail})"
-            response = http.post(f"/predict/{MODEL}", content=data, headers={"content-type": "application/octet-stream"})
+            response = http.post(f"/predict/{MODEL}", content=data,
+                                 headers={"content-type": "application/octet-stream"})
             body = response.json()
             return f"{response.status_code} {body.get('error', body.get('label', ''))}"
     return run
@@ -138,9 +139,10 @@ def send_file(server: Server, case: hostile.Hostile) -> Callable[[], str]:
 
 def http_attacks(server: Server) -> dict[str, Callable[[], str]]:
     url, photo = server.url, hostile.encode(hostile.photo(), "PNG")
+    half_headers = b"POST /predict/x HTTP/1.1\r\nHost: x\r\n"
     return {
         "http-500-silent-connections": lambda: attack.held_connections(url, 500, b"", 5),
-        "http-500-half-sent-headers": lambda: attack.held_connections(url, 500, b"POST /predict/x HTTP/1.1\r\nHost: x\r\n", 5),
+        "http-500-half-sent-headers": lambda: attack.held_connections(url, 500, half_headers, 5),
         "http-50-uploads-1-byte-short": lambda: attack.uploads_one_byte_short(url),
         "http-64mb-header": lambda: attack.huge_header(url),
         "http-300k-headers": lambda: attack.many_headers(url),
