@@ -168,7 +168,10 @@ def hostile_batches_at_once(server: Server, clients: int = 64) -> Callable[[], s
                 return str(http.post(f"/predict/{MODEL}/batch", files=files).status_code)
         except httpx.HTTPError as err:
             return type(err).__name__
-    return lambda: _tally(ThreadPoolExecutor(clients).map(one, range(clients)))
+    def run() -> str:
+        with ThreadPoolExecutor(clients) as pool:
+            return _tally(pool.map(one, range(clients)))
+    return run
 
 
 def normal_batches_for(server: Server, seconds: float = 20, clients: int = 64) -> Callable[[], str]:
@@ -184,7 +187,10 @@ def normal_batches_for(server: Server, seconds: float = 20, clients: int = 64) -
                 except httpx.HTTPError as err:
                     statuses.append(type(err).__name__)
         return statuses
-    return lambda: _tally(s for run in ThreadPoolExecutor(clients).map(one, range(clients)) for s in run)
+    def run() -> str:
+        with ThreadPoolExecutor(clients) as pool:
+            return _tally(status for statuses in pool.map(one, range(clients)) for status in statuses)
+    return run
 
 
 def _tally(outcomes) -> str:
