@@ -9,6 +9,7 @@
 #   make bench-engine  ONNX Runtime vs PyTorch eager on the CPU, every architecture; int8 vs fp32 ORT
 #   make bench-digits  digit models on real-world degradations of the MNIST test set, through the service
 #   make bench-v2      Triton's perf_analyzer against the v2 protocol, HTTP and gRPC (PERF_ANALYZER=path)
+#   make bench-hostile issue 17's hostile uploads and requests against a real server (BENCH_HOSTILE_ARGS="--only NAME")
 #   make container-test  build and run the images with podman, end to end (minutes; see README)
 #   make deploy-check  validate deploy/ (Kubernetes and KServe manifests) offline, in seconds
 PYTHON ?= python3
@@ -20,7 +21,7 @@ export DATA_DIR
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: help setup setup-serve serve browser test test-all train train-all export export-all quantize quantize-all bench bench-train bench-engine bench-service bench-digits bench-v2 container-test deploy-check clean
+.PHONY: help setup setup-serve serve browser test test-all train train-all export export-all quantize quantize-all bench bench-train bench-engine bench-service bench-digits bench-v2 bench-hostile container-test deploy-check clean
 
 help:
 	@sed -n '1,/^PYTHON/p' Makefile | grep '^#' | sed 's/^# \{0,1\}//'
@@ -97,6 +98,11 @@ bench-digits: $(VENV)/.dev
 # perf_analyzer (pip install perf-analyzer; its wheels need glibc >= 2.38) on the same server, v2 over HTTP and gRPC.
 bench-v2: $(VENV)/.dev
 	$(BIN)/python bench/perf_analyzer.py $(if $(PERF_ANALYZER),--perf-analyzer $(PERF_ANALYZER))
+
+# Every hostile file of testkit/hostile.py and the request-side attacks, one at a time, then two loads:
+# status, seconds, server CPU, worst /health/live and 28x28 /predict waits, RSS growth (about 5 min).
+bench-hostile: $(VENV)/.dev
+	$(BIN)/python bench/hostile.py $(BENCH_HOSTILE_ARGS)
 
 bench: bench-train bench-engine bench-service
 

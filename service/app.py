@@ -24,13 +24,14 @@ from importlib.metadata import PackageNotFoundError, version
 from litestar import Litestar
 from litestar.exceptions import HTTPException
 
-from service import machine
+from service import machine, pillow_warnings
 from service.catalog import Catalog
 from service.errors import ServiceError, http_error_handler, internal_error_handler, service_error_handler
 from service.guards import AllowedHosts, RequestGuard
 from service.logs import UntrustedTextFormatter
 from service.metrics import Metrics
 from service.page import PAGE_ROUTES
+from service.predict import Decoding
 from service.routes import ROUTES, ServiceState
 from service.schema_docs import openapi_config
 from service.settings import Settings
@@ -48,6 +49,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     """The service for `settings` (default: read from the environment)."""
     settings = settings if settings is not None else Settings.from_env()
     _configure_logging(settings.log_level)
+    pillow_warnings.install()
     schema()  # Triton's protobuf schema: a broken installation stops here, not at the first gRPC call
     version = _version()
 
@@ -58,7 +60,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         plan = machine.plan(settings.workers, settings.ort_threads)
         catalog = Catalog(settings, executor, metrics, ort_threads=plan.ort_threads)
         app.state.service = ServiceState(settings=settings, catalog=catalog, metrics=metrics, executor=executor,
-                                         plan=plan)
+                                         plan=plan, decoding=Decoding.for_settings(settings, executor))
         log.info("serving %s: %d model(s) found, batching %s (window %.1f ms, max %d), %d worker threads, "
                  "%d ONNX Runtime thread(s) per model; one of %d server process(es) (%s)",
                  settings.model_repository, len(catalog.entries),

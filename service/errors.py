@@ -115,9 +115,17 @@ class CorruptImage(ServiceError):
 
 
 class TooManyPixels(ServiceError):
-    """Width x height over the limit: refused before decoding (decompression bombs)."""
+    """Width x height over the limit, or a request's images over its budget: refused before
+    decoding (decompression bombs)."""
 
     status_code, code = 413, "too_many_pixels"
+
+
+class ImageTooComplex(ServiceError):
+    """A file whose structure (chunks, segments, scans, tags) would cost too much to decode:
+    refused before decoding, as too many pixels are."""
+
+    status_code, code = 413, "image_too_complex"
 
 
 class TooManyImages(ServiceError):

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import Executor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from service.errors import (BadParameter, EmptyBody, ErrorBody, MissingFile, Ser
                             UnsupportedMediaType)
 from service.guards import ANY_HOST
 from service.metrics import UNKNOWN_MODEL, Metrics
-from service.predict import predict_image
+from service.predict import Decoding, predict_image, predict_images
 from service.machine import Plan
 from service.preprocess import KINDS
 from service.schemas import (BatchItem, BatchPrediction, Liveness, ModelCard, ModelList, ModelState, ModelSummary,
@@ -44,6 +43,7 @@ class ServiceState:
     metrics: Metrics
     executor: Executor
     plan: Plan  # server processes and ONNX Runtime threads, as chosen for this machine
+    decoding: Decoding  # the worker threads' share for decoding, and the image limits
 
 
 def _state(request: Request) -> ServiceState:
@@ -75,9 +75,8 @@ async def predict(request: Request, model: str, top_k: TopK = 3, include: Includ
         include_input = _includes_input(include)
         serving = state.catalog.serving(model)
         data = await _single_image(request, state.settings)
-        return await predict_image(serving, data, top_k, executor=state.executor,
-                                   max_pixels=state.settings.max_image_pixels, started=started,
-                                   include_input=include_input)
+        return await predict_image(serving, data, top_k, decoding=state.decoding, budget=state.decoding.budget(),
+                                   started=started, include_input=include_input)
 
 
 @post("/predict/{model:str}/batch", status_code=200, operation_class=openapi.BatchOperation,
@@ -91,16 +90,15 @@ async def predict_batch(request: Request, model: str, top_k: TopK = 3, include: 
         include_input = _includes_input(include)
         serving = state.catalog.serving(model)
         images = await _multipart_images(request, state.settings)
-
-        async def one(data: bytes) -> BatchItem:
-            try:
-                return BatchItem.of(await predict_image(
-                    serving, data, top_k, executor=state.executor,
-                    max_pixels=state.settings.max_image_pixels, started=started, include_input=include_input))
-            except ServiceError as err:
-                state.metrics.errors.labels(serving.model.id, err.code).inc()
-                return BatchItem.of(err.body())
-        return BatchPrediction(model=serving.model.id, results=list(await asyncio.gather(*map(one, images))))
+        outcomes = await predict_images(serving, images, top_k, decoding=state.decoding, started=started,
+                                        include_input=include_input)
+        results = []
+        for outcome in outcomes:
+            if isinstance(outcome, ServiceError):
+                state.metrics.errors.labels(serving.model.id, outcome.code).inc()
+                outcome = outcome.body()
+            results.append(BatchItem.of(outcome))
+        return BatchPrediction(model=serving.model.id, results=results)
 
 
 @get("/models", summary="Every model in the repository, with its status")
@@ -176,7 +174,9 @@ async def _single_image(request: Request, settings: Settings) -> bytes:
     raise UnsupportedMediaType(f"Content-Type {content_type or '(none)'!r} is not accepted; {RAW_BODY_HINT}")
 
 
-async def _multipart_images(request: Request, settings: Settings) -> list[bytes]:
+async def _multipart_images(request: Request, settings: Settings) -> AsyncIterator[bytes]:
+    """The batch's file parts, checked, then read one at a time (see `_read_each`). The form is
+    parsed as the body streams in: the body itself is never held whole beside its parts."""
     content_type = request.content_type[0]
     if content_type != "multipart/form-data":
         raise UnsupportedMediaType(f"Content-Type {content_type or '(none)'!r} is not accepted: send "
@@ -190,7 +190,17 @@ async def _multipart_images(request: Request, settings: Settings) -> list[bytes]
     if len(uploads) > limit:
         raise TooManyImages(f"{len(uploads)} images in one request; the limit is {limit} "
                             "(CNNZOO_MAX_BATCH_IMAGES)")
-    return [await upload.read() for upload in uploads]
+    return _read_each(uploads)
+
+
+async def _read_each(uploads: list[UploadFile]) -> AsyncIterator[bytes]:
+    """Each upload's bytes in turn, its spooled copy closed once read: a batch holds the parts
+    not yet decoded and the one being decoded, never a second copy of them all."""
+    for upload in uploads:
+        try:
+            yield await upload.read()
+        finally:
+            await upload.close()
 
 
 @contextmanager

@@ -58,6 +58,11 @@ class Settings:
     allowed_hosts: tuple[str, ...] | None = None
     log_level: str = "info"
     access_log: bool = False  # one line per request (docs/results.md: what it costs)
+    # What decoding may cost (docs/results.md, "Hostile uploads"): a one-pass JPEG decodes at up
+    # to 1/8 scale per side, so it may declare more pixels than CNNZOO_MAX_IMAGE_PIXELS (48-50 Mpx phone photos);
+    # one request's images together decode at most max_request_pixels (more: 413 per image).
+    max_jpeg_pixels: int = 64_000_000
+    max_request_pixels: int = 64_000_000
 
     def __post_init__(self) -> None:
         for name in ("max_upload_bytes", "max_image_pixels", "max_batch_images", "max_batch",
@@ -84,6 +89,8 @@ class Settings:
                                     f"got {getattr(self, name)}")
         if self.allowed_hosts is not None and not self.allowed_hosts:
             raise SettingsError(f"{PREFIX}ALLOWED_HOSTS must name at least one host (or *)")
+        if min(self.max_jpeg_pixels, self.max_request_pixels) < 1:
+            raise SettingsError(f"{PREFIX}MAX_JPEG_PIXELS and {PREFIX}MAX_REQUEST_PIXELS must be at least 1")
         if self.server not in SERVERS:
             raise SettingsError(f"{PREFIX}SERVER must be one of {', '.join(SERVERS)}, got {self.server!r}")
 

@@ -10,6 +10,8 @@ text field that is not UTF-8 a 400 (Litestar lets the UnicodeDecodeError through
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from litestar import Request
 from litestar.datastructures import FormMultiDict
@@ -34,21 +36,16 @@ def multipart_part_limit(settings: Settings) -> int:
 async def read_body(request: Request, timeout_s: float) -> bytes:
     """The whole body, within `timeout_s` of the first read (a client that trickles its bytes
     would otherwise hold the connection, and the body so far in memory, for as long as it likes)."""
-    try:
-        async with asyncio.timeout(timeout_s):
-            return await request.body()
-    except TimeoutError:
-        raise BodyTimeout(f"the request body did not arrive within {timeout_s:g} s "
-                          "(CNNZOO_BODY_READ_TIMEOUT_S)") from None
-    except InternalServerException as err:  # Litestar's word for a client that hung up mid-body
-        raise ClientDisconnected(f"the client disconnected before sending the whole body ({err.detail})") from None
+    async with _body_deadline(timeout_s):
+        return await request.body()
 
 
 async def read_form(request: Request, settings: Settings) -> FormMultiDict:
-    """The multipart form, parsed from the body (read first, under its deadline)."""
-    await read_body(request, settings.body_read_timeout_s)
+    """The multipart form, parsed as the body streams in (a batch's body is never held whole
+    beside its parts), under the body's deadline."""
     try:
-        return await request.form()
+        async with _body_deadline(settings.body_read_timeout_s):
+            return await request.form()
     except ClientException as err:
         if isinstance(err.__context__, ParserLimitReached):
             raise _too_large(str(err.__context__), multipart_part_limit(settings)) from None
@@ -56,6 +53,18 @@ async def read_form(request: Request, settings: Settings) -> FormMultiDict:
     except UnicodeDecodeError:
         raise ServiceError("a multipart text field is not UTF-8 text; send each image as a file part "
                            "(curl -F file=@digit.png, with the @)") from None
+
+
+@asynccontextmanager
+async def _body_deadline(timeout_s: float) -> AsyncIterator[None]:
+    try:
+        async with asyncio.timeout(timeout_s):
+            yield
+    except TimeoutError:
+        raise BodyTimeout(f"the request body did not arrive within {timeout_s:g} s "
+                          "(CNNZOO_BODY_READ_TIMEOUT_S)") from None
+    except InternalServerException as err:  # Litestar's word for a client that hung up mid-body
+        raise ClientDisconnected(f"the client disconnected before sending the whole body ({err.detail})") from None
 
 
 def _too_large(reason: str, part_limit: int) -> MultipartTooLarge:

@@ -37,7 +37,7 @@ class Server:
     grpc_address: str | None = None  # host:port of the Open Inference Protocol over gRPC; None when off
 
     def client(self, **options) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=60, **options)
+        return httpx.Client(base_url=self.url, **{"timeout": 60, **options})
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -69,8 +69,9 @@ class Server:
 
 
 @contextmanager
-def running_server(repo: Path, log_dir: Path, **settings: object) -> Iterator[Server]:
-    """`python -m service` serving `repo` on free loopback ports, with CNNZOO_<KEY> settings.
+def running_server(repo: Path, log_dir: Path, *, checkout: Path = REPO_ROOT, **settings: object) -> Iterator[Server]:
+    """`python -m service` serving `repo` on free loopback ports, with CNNZOO_<KEY> settings;
+    `checkout` is where the service's code is imported from (another one: before/after benchmarks).
 
     Each server gets a gRPC port of its own (the default 8001 would clash between servers), and
     one worker process unless `workers=` says otherwise: a test that counts metrics, or reads
@@ -82,7 +83,7 @@ def running_server(repo: Path, log_dir: Path, **settings: object) -> Iterator[Se
     env.update({f"CNNZOO_{key.upper()}": str(value) for key, value in settings.items()})
     log_path = log_dir / f"server-{port}.log"
     with open(log_path, "wb") as log:
-        process = subprocess.Popen([sys.executable, "-m", "service"], cwd=REPO_ROOT, env=env,
+        process = subprocess.Popen([sys.executable, "-m", "service"], cwd=checkout, env=env,
                                    stdout=log, stderr=subprocess.STDOUT)
     grpc_port = int(settings["grpc_port"])
     server = Server(f"http://127.0.0.1:{port}", process, log_path, f"127.0.0.1:{grpc_port}" if grpc_port else None)

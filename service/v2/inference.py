@@ -5,7 +5,8 @@ A request carries one of the model's two inputs:
 - `image`, FP32 [N, C, H, W], already normalised with the card's mean/std: exactly the tensor
   Triton takes for the same model folder, so equal tensors get equal answers on both;
 - `image_bytes`, BYTES [N] (or [N, 1]): encoded images (PNG, JPEG, ...), each decoded and
-  preprocessed as /predict does it, under the same pixel limit.
+  preprocessed as /predict does it, one after another, under the same limits and the same
+  per-request budget as /batch.
 
 Either way its N rows are N submits to the model's batcher, gathered concurrently: they share
 ONNX Runtime calls with one another and with every other request, /predict's included, and
@@ -31,7 +32,7 @@ from service.batching import BatcherStopped
 from service.catalog import Serving
 from service.errors import ModelUnavailable, ServiceError, TooManyImages
 from service.metrics import UNKNOWN_MODEL
-from service.predict import image_input
+from service.predict import PixelBudget, image_input
 from service.v2.errors import InvalidTensor, UnknownVersion, http_status
 from service.v2.tensors import BYTES, FP32, InferenceRequest, RequestedOutput, Tensor
 
@@ -122,13 +123,13 @@ async def _rows(state: ServiceState, found: Serving, tensor: Tensor) -> list[np.
                             "(CNNZOO_MAX_BATCH_IMAGES)")
     if tensor.name == IMAGE:  # any float32 values, NaN included, as Triton takes them (perf_analyzer sends random bits)
         return list(tensor.values)
-    return await asyncio.gather(*(_decoded(state, found, i, data) for i, data in enumerate(tensor.values)))
+    budget = state.decoding.budget()  # one after another, as /batch decodes: never all held at once
+    return [await _decoded(state, found, i, data, budget) for i, data in enumerate(tensor.values)]
 
 
-async def _decoded(state: ServiceState, found: Serving, index: int, data: bytes) -> np.ndarray:
+async def _decoded(state: ServiceState, found: Serving, index: int, data: bytes, budget: PixelBudget) -> np.ndarray:
     try:
-        return await image_input(found.model, data, executor=state.executor,
-                                 max_pixels=state.settings.max_image_pixels)
+        return await image_input(found.model, data, state.decoding, budget)
     except ServiceError as err:
         raise type(err)(f"{IMAGE_BYTES}[{index}]: {err.detail}") from None
 

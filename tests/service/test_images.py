@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import io
+import struct
+import time
 
 import numpy as np
 import pytest
 from testkit.fixture_images import encode, mnist_test
-from PIL import Image
+from PIL import Image, ImageOps
 
+from service import images
 from service.errors import CorruptImage, TooManyPixels, UnsupportedImage
-from service.images import decode
+from service.images import WORKING_SIZE, ImageLimits, decode, decoded_pixels, open_image
 
 LIMIT = 40_000_000
 
@@ -119,3 +122,97 @@ def test_too_many_pixels_is_refused_before_decoding() -> None:
         decode(bomb, LIMIT, "L")
     with pytest.raises(TooManyPixels):
         decode(encode(Image.new("L", (101, 100))), 10_000, "L")
+
+
+# --- Limits on what decoding may cost (issue 17) ---------------------------------------------
+LIMITS = ImageLimits(pixels=4_000_000, jpeg_pixels=16_000_000)
+
+
+def test_a_one_pass_jpeg_may_declare_more_pixels_than_it_decodes() -> None:
+    """A 12 Mpx photo drafted at 1/2 decodes 3 Mpx: allowed up to jpeg_pixels as declared."""
+    photo = encode(Image.new("RGB", (4000, 3000), (90, 120, 200)), "JPEG")
+    opened = open_image(photo, LIMITS)
+    assert opened.size == (2000, 1500) and decoded_pixels(opened) == 3_000_000
+    assert decode(photo, LIMITS, "RGB").size == (1000, 750)
+    with pytest.raises(TooManyPixels, match="the limit is 16,000,000"):
+        open_image(encode(Image.new("L", (5000, 4000)), "JPEG"), LIMITS)
+
+
+def test_a_progressive_jpeg_is_held_to_the_full_size_limit() -> None:
+    """libjpeg keeps a progressive image's coefficients for every block: no saving from draft."""
+    with pytest.raises(TooManyPixels, match="the limit is 4,000,000 for a progressive or multi-scan JPEG"):
+        open_image(encode(Image.new("L", (2500, 2000)), "JPEG", progressive=True), LIMITS)
+
+
+def test_a_jpeg_too_thin_for_a_square_draft_is_drafted_by_its_longer_side() -> None:
+    thin = open_image(encode(Image.new("L", (15000, 400), 200), "JPEG"), LIMITS)
+    assert thin.size == (1875, 50)  # 1/8: 6 Mpx declared, 94 kpx decoded
+
+
+def test_webp_counts_the_copies_its_decoder_holds() -> None:
+    webp = encode(Image.new("RGB", (1200, 1000)), "WEBP", lossless=True)
+    open_image(webp, ImageLimits.of(4_800_000))
+    with pytest.raises(TooManyPixels, match="the limit is 1,000,000 for WEBP, whose decoder holds 4 copies"):
+        open_image(webp, LIMITS)
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "P", "LA", "I;16", "I", "F", "1", "CMYK"])
+@pytest.mark.parametrize("target", ["L", "RGB"])
+def test_shrinking_band_by_band_equals_converting_the_whole_then_reducing(mode: str, target: str) -> None:
+    """Large images are converted and reduced a band at a time; the result is what converting
+    the whole image and reducing it would give, to the bit."""
+    rng = np.random.default_rng(3)
+    size = (2 * WORKING_SIZE + 37, 1500)  # a factor of 3, with partial boxes at the right and bottom
+    if mode == "P":
+        image = Image.fromarray(rng.integers(0, 256, size[::-1], dtype=np.uint8), "L").convert("P")
+        image.info["transparency"] = 7
+    elif mode in ("I;16", "I", "F"):
+        scale = {"I;16": 65535, "I": 1_000_000, "F": 1.0}[mode]
+        values = rng.random(size[::-1]) * scale
+        image = Image.fromarray(values.astype({"I;16": np.uint16, "I": np.int32, "F": np.float32}[mode]))
+        image = image if image.mode == mode else image.convert(mode)
+    else:
+        image = Image.fromarray(rng.integers(0, 256, (*size[::-1], 4), dtype=np.uint8), "RGBA").convert(mode)
+    assert image.mode == mode
+    expected = images._flatten(image, target).reduce(3)
+    with monkeypatch_band(4096):  # many bands, so band edges are crossed
+        shrunk = images._shrunk(image, target)
+    assert shrunk.size == expected.size and np.array_equal(np.asarray(shrunk), np.asarray(expected))
+
+
+class monkeypatch_band:  # noqa: N801 - used as a context manager
+    """images.BAND_PIXELS set to `pixels` for the block."""
+
+    def __init__(self, pixels: int) -> None:
+        self.pixels = pixels
+
+    def __enter__(self) -> None:
+        self.saved, images.BAND_PIXELS = images.BAND_PIXELS, self.pixels
+
+    def __exit__(self, *_: object) -> None:
+        images.BAND_PIXELS = self.saved
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "TIFF"])
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_is_read_as_pillow_reads_it(fmt: str, orientation: int) -> None:
+    """The orientation is read without Pillow's getexif (which parses every entry in Python),
+    and gives the same upright image as ImageOps.exif_transpose for every orientation."""
+    stored = Image.fromarray(np.arange(48 * 30, dtype=np.uint32).reshape(30, 48).astype(np.uint8)).convert("RGB")
+    exif = Image.Exif()
+    exif[0x0112], exif[0x010F] = orientation, "Camera"
+    options = {"tiffinfo": {274: orientation}} if fmt == "TIFF" else {"exif": exif}
+    data = encode(stored, fmt, **({"quality": 100} if fmt == "JPEG" else {"lossless": True} if fmt == "WEBP"
+                                  else {}), **options)
+    expected = ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("L")
+    assert np.array_equal(np.asarray(decode(data, LIMIT, "L")), np.asarray(expected))
+
+
+def test_an_exif_block_of_65535_entries_is_read_quickly() -> None:
+    entries = b"".join(struct.pack("<HHII", 0x9000 + i % 0x6000, 3, 1, 1) for i in range(65535))
+    exif = b"Exif\0\0II*\0" + struct.pack("<I", 8) + struct.pack("<H", 65535) + entries + b"\0\0\0\0"
+    image = Image.new("RGB", (8, 8))
+    image.info["exif"] = exif
+    started = time.process_time()
+    assert images._orientation(image) == 1
+    assert time.process_time() - started < 1.0  # Pillow's getexif takes about 0.3 s on this block

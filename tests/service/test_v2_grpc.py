@@ -175,10 +175,11 @@ def test_grpc_calls_are_counted_in_the_metrics(small, server) -> None:
 
 def test_sigterm_answers_grpc_calls_in_flight_and_refuses_new_ones(random_repo: Path, tmp_path: Path) -> None:
     # Eight 36-megapixel PNGs take the server a second or more to decode: a call long enough to
-    # be in flight when SIGTERM arrives.
+    # be in flight when SIGTERM arrives (past the default budget of a request: raised for it).
     gradient = (np.add.outer(np.arange(6000), np.arange(6000)) % 256).astype(np.uint8)
     large = encode(Image.fromarray(gradient), compress_level=1)
-    with running_server(random_repo, tmp_path, max_upload_bytes=50_000_000, graceful_timeout_s=20) as srv:
+    with running_server(random_repo, tmp_path, max_upload_bytes=50_000_000, max_request_pixels=300_000_000,
+                        graceful_timeout_s=20) as srv:
         client = triton_grpc.InferenceServerClient(srv.grpc_address)
         answers: list = []
         call = threading.Thread(target=lambda: answers.append(
