@@ -305,9 +305,13 @@ CORPUS: dict[str, Hostile] = {h.name: h for h in [
 
 def mutations(count: int, seed: int = 17) -> list[bytes]:
     """Real images of every served format, truncated, bit-flipped or spliced, deterministically."""
+    return mutate([encode(image, fmt) for image in (photo(), photo(1, 300))
+                   for fmt in ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP")], count, seed)
+
+
+def mutate(originals: list[bytes], count: int, seed: int) -> list[bytes]:
+    """`count` copies of files drawn from `originals`, each truncated, bit-flipped or spliced."""
     rng = np.random.default_rng(seed)
-    originals = [encode(image, fmt) for image in (photo(), photo(1, 300))
-                 for fmt in ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP")]
     mutated = []
     for _ in range(count):
         data = bytearray(originals[rng.integers(len(originals))])

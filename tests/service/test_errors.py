@@ -11,9 +11,9 @@ import os
 import time
 
 import httpx
-import numpy as np
 import pytest
 from testkit.fixture_images import encode, mnist_test
+from testkit.hostile import mutate
 from PIL import Image
 
 DIGIT = encode(mnist_test()[0][0])  # a real MNIST "7" as PNG
@@ -148,23 +148,12 @@ def test_no_client_mistake_produced_a_server_error(server, client: httpx.Client)
 
 def test_mangled_images_never_cause_a_server_error(server, client: httpx.Client) -> None:
     """Real images of every common format, truncated, bit-flipped or spliced at random."""
-    rng = np.random.default_rng(1)
     digit = Image.fromarray(mnist_test()[0][3])
     originals = [encode(image, fmt) for image in (digit, digit.resize((300, 300)).convert("RGB"))
                  for fmt in ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP")]
     statuses = []
-    for _ in range(240):
-        data = bytearray(originals[rng.integers(len(originals))])
-        how = rng.integers(3)
-        if how == 0:
-            data = data[:rng.integers(1, len(data))]
-        elif how == 1:
-            for position in rng.integers(0, len(data), size=rng.integers(1, 20)):
-                data[position] ^= 1 << int(rng.integers(8))
-        else:
-            start = rng.integers(len(data))
-            data[start:start + 64] = rng.integers(0, 256, size=64, dtype=np.uint8).tobytes()
-        response = client.post("/predict/cnn-mnist", content=bytes(data), headers=PNG)
+    for data in mutate(originals, 240, seed=1):
+        response = client.post("/predict/cnn-mnist", content=data, headers=PNG)
         assert response.status_code < 500, response.text
         assert set(response.json()) in ({"error", "detail"}, {"model", "label", "index", "probability", "top_k",
                                                               "provider", "timings_ms"})
