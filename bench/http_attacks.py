@@ -18,7 +18,6 @@ import multiprocessing
 import os
 import selectors
 import socket
-import sys
 import tempfile
 import threading
 import time
@@ -30,30 +29,16 @@ from urllib.parse import urlsplit
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from testkit.live_server import REPO_ROOT, running_server  # noqa: E402
+from testkit.live_server import REPO_ROOT, running_server
+from testkit.measure import process_tree
 
 TEN_MB = 10 * 1024 * 1024
-
-
-def tree(pid: int) -> list[int]:
-    """The process and its descendants (Granian's and uvicorn's workers are children)."""
-    pids, queue = [], [pid]
-    while queue:
-        current = queue.pop()
-        pids.append(current)
-        for task in Path(f"/proc/{current}/task").glob("*"):
-            try:
-                queue += [int(child) for child in (task / "children").read_text().split()]
-            except OSError:
-                pass
-    return pids
 
 
 def usage(pid: int) -> tuple[int, int]:
     """(open file descriptors, RSS in bytes) of the process tree."""
     fds = rss = 0
-    for each in tree(pid):
+    for each in process_tree(pid):
         try:
             fds += len(os.listdir(f"/proc/{each}/fd"))
             rss += int(Path(f"/proc/{each}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")

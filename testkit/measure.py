@@ -39,6 +39,20 @@ def children(pid: int) -> list[int]:
     return [int(k) for k in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
 
+def process_tree(pid: int) -> list[int]:
+    """The process and all its descendants (Granian's and uvicorn's workers are children)."""
+    pids, queue = [], [pid]
+    while queue:
+        current = queue.pop()
+        pids.append(current)
+        for task in Path(f"/proc/{current}/task").glob("*"):
+            try:
+                queue += [int(child) for child in (task / "children").read_text().split()]
+            except OSError:
+                pass
+    return pids
+
+
 def workers_rss_mb(pid: int) -> list[float]:
     """RSS of the worker processes under `pid` (or of `pid` itself when it has none), MB."""
     return [rss_mb(k) for k in children(pid)] or [rss_mb(pid)]
