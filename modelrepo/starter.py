@@ -11,6 +11,6 @@ STARTER_SET = (
     # AlexNet, trained on the CPU budget (30 MB of fp32 ONNX: within the git budget below)
     "alexnet-cifar10",
     # INT8 variants that passed the int8 gate (export/int8_gate.py)
-    "nin-cifar10-int8",
+    "nin-cifar10-int8", "alexnet-cifar10-int8",
 )
 GIT_ONNX_BUDGET_BYTES = 60_000_000  # all the starter set's ONNX files together
