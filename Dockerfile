@@ -57,14 +57,15 @@ ENV PATH=/opt/venv/bin:$PATH \
     CNNZOO_HOST=0.0.0.0 \
     CNNZOO_PORT=8000 \
     CNNZOO_GRPC_PORT=8001 \
-    CNNZOO_WORKERS=1 \
+    CNNZOO_WORKERS=auto \
     CNNZOO_WORKER_THREADS=2 \
     CNNZOO_GRACEFUL_TIMEOUT_S=8 \
     CNNZOO_KEEP_ALIVE_S=5
 WORKDIR /opt/cnnzoo
 USER 10001:10001
 EXPOSE 8000 8001
-# uvicorn handles SIGTERM itself: it stops accepting, answers requests in flight, then exits.
+# The server (Granian by default) handles SIGTERM itself: it stops accepting, answers requests
+# in flight, then exits.
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "/opt/cnnzoo/healthcheck.py"]

@@ -160,7 +160,8 @@ def compose_run(workdir: Path, models: list[str], gpu: bool) -> None:
     for model in models:
         shutil.copytree(REPO / "models" / model, repository / model)
     project, port = f"cnnzoo-ct{os.getpid()}", free_port()
-    env = {**os.environ, "CNNZOO_PUBLISH": f"127.0.0.1:{port}", "CNNZOO_MODELS": str(repository),
+    env = {**os.environ, "CNNZOO_PUBLISH": f"127.0.0.1:{port}", "CNNZOO_PUBLISH_GRPC": f"127.0.0.1:{free_port()}",
+           "CNNZOO_MODELS": str(repository),
            "CNNZOO_WORKERS": "2", "BUILDAH_ISOLATION": "chroot"}
     compose = ["podman-compose", "-p", project]
     version = subprocess.run(["podman-compose", "version"], capture_output=True, text=True).stdout

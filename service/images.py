@@ -65,8 +65,9 @@ def open_image(data: bytes, limits: ImageLimits | int) -> Image.Image:
     screened = screen(data)
     try:
         image = Image.open(io.BytesIO(data), formats=[screened.format])
-    except Image.DecompressionBombError as err:
-        raise TooManyPixels(f"the image is too large to decode ({err})") from None
+    except Image.DecompressionBombError:  # Pillow's own guard, at twice its MAX_IMAGE_PIXELS
+        raise TooManyPixels(f"the image declares more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels; the limit "
+                            f"is {limits.pixels:,}") from None
     except UnidentifiedImageError:
         raise CorruptImage(f"the {screened.format} header could not be read") from None
     except Exception as err:  # noqa: BLE001 - a parser fed hostile bytes may raise anything

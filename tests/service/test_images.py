@@ -8,12 +8,13 @@ import time
 
 import numpy as np
 import pytest
-from testkit.fixture_images import encode, mnist_test
 from PIL import Image, ImageOps
 
 from service import images
 from service.errors import CorruptImage, TooManyPixels, UnsupportedImage
 from service.images import WORKING_SIZE, ImageLimits, decode, decoded_pixels, open_image
+from testkit.fixture_images import encode, mnist_test
+from testkit.hostile import png_declaring
 
 LIMIT = 40_000_000
 
@@ -122,6 +123,17 @@ def test_too_many_pixels_is_refused_before_decoding() -> None:
         decode(bomb, LIMIT, "L")
     with pytest.raises(TooManyPixels):
         decode(encode(Image.new("L", (101, 100))), 10_000, "L")
+
+
+def test_pillows_own_bomb_guard_is_answered_in_our_words() -> None:
+    """Past twice Pillow's MAX_IMAGE_PIXELS, Image.open itself refuses: the user still gets the
+    limit, not Pillow's exception text."""
+    declared = png_declaring(60_000, 60_000)  # 3.6 Gpx, in a header of a few dozen bytes
+    with pytest.raises(TooManyPixels) as refused:
+        decode(declared, LIMIT, "L")
+    message = str(refused.value)
+    assert f"more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels" in message and f"{LIMIT:,}" in message
+    assert "DOS" not in message and "decompression bomb" not in message
 
 
 # --- Limits on what decoding may cost (issue 17) ---------------------------------------------
