@@ -7,7 +7,14 @@ cannot grow the label set without limit.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Container, Iterator
+from contextlib import contextmanager
+
+from litestar.exceptions import HTTPException
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from service.errors import ServiceError
 
 UNKNOWN_MODEL = "_unknown"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -43,6 +50,31 @@ class Metrics:
                                               self.latency.labels(model, endpoint))
         children[0].inc()
         children[1].observe(seconds)
+
+    @contextmanager
+    def tracked(self, model: str, known: Container[str], endpoint: str,
+                status_of: Callable[[ServiceError], int] = lambda err: err.status_code) -> Iterator[None]:
+        """Count one request under `model` (UNKNOWN_MODEL unless it is `known`): its status,
+        latency, and the error code of a refused one. `status_of`: the status a ServiceError
+        answers with (the v2 protocol maps some differently; for gRPC too, its HTTP status)."""
+        label = model if model in known else UNKNOWN_MODEL
+        start, status = time.perf_counter(), 200
+        try:
+            yield
+        except ServiceError as err:
+            status = status_of(err)
+            self.errors.labels(label, err.code).inc()
+            raise
+        except HTTPException as err:  # the framework's own refusals (a body over the upload limit)
+            status = err.status_code
+            self.errors.labels(label, str(status)).inc()
+            raise
+        except Exception:
+            status = 500
+            self.errors.labels(label, "internal_error").inc()
+            raise
+        finally:
+            self.record_request(label, endpoint, status, time.perf_counter() - start)
 
     def batch_recorder(self, model: str):
         """A Batcher's on_batch callback for `model`."""

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from concurrent.futures import Executor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Annotated
 
 import msgspec
 from litestar import Request, Response, get, post
 from litestar.datastructures import UploadFile
-from litestar.exceptions import HTTPException
 from litestar.openapi import ResponseSpec
 from litestar.params import Parameter
 
@@ -21,7 +19,7 @@ from service.catalog import Catalog
 from service.errors import (BadParameter, EmptyBody, ErrorBody, MissingFile, ServiceError, TooManyImages,
                             UnsupportedMediaType)
 from service.guards import ANY_HOST
-from service.metrics import UNKNOWN_MODEL, Metrics
+from service.metrics import Metrics
 from service.predict import Decoding, predict_image, predict_images
 from service.machine import Plan
 from service.preprocess import KINDS
@@ -71,7 +69,7 @@ _ERRORS = {
 async def predict(request: Request, model: str, top_k: TopK = 3, include: Include = None) -> Prediction:
     started = time.perf_counter()
     state = _state(request)
-    with _tracked(state, model, "predict"):
+    with state.metrics.tracked(model, state.catalog.entries, "predict"):
         include_input = _includes_input(include)
         serving = state.catalog.serving(model)
         data = await _single_image(request, state.settings)
@@ -86,7 +84,7 @@ async def predict_batch(request: Request, model: str, top_k: TopK = 3, include: 
     gets its own answer in upload order; a bad image gets its own error entry in its place."""
     started = time.perf_counter()
     state = _state(request)
-    with _tracked(state, model, "batch"):
+    with state.metrics.tracked(model, state.catalog.entries, "batch"):
         include_input = _includes_input(include)
         serving = state.catalog.serving(model)
         images = await _multipart_images(request, state.settings)
@@ -203,24 +201,3 @@ async def _read_each(uploads: list[UploadFile]) -> AsyncIterator[bytes]:
             await upload.close()
 
 
-@contextmanager
-def _tracked(state: ServiceState, model: str, endpoint: str) -> Iterator[None]:
-    """Count the request, its status and latency, and any error, under the model's id."""
-    label = model if model in state.catalog.entries else UNKNOWN_MODEL
-    start, status = time.perf_counter(), 200
-    try:
-        yield
-    except ServiceError as err:
-        status = err.status_code
-        state.metrics.errors.labels(label, err.code).inc()
-        raise
-    except HTTPException as err:
-        status = err.status_code
-        state.metrics.errors.labels(label, str(err.status_code)).inc()
-        raise
-    except Exception:
-        status = 500
-        state.metrics.errors.labels(label, "internal_error").inc()
-        raise
-    finally:
-        state.metrics.record_request(label, endpoint, status, time.perf_counter() - start)

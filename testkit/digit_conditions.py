@@ -13,7 +13,6 @@ inverted digit, the phone photo, the drawings).
 
 from __future__ import annotations
 
-import io
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter
 
-from testkit.fixture_images import read_idx
+from testkit.fixture_images import encode, read_idx
 from testkit.handwriting import DIGITS, HABITS, Stroke, render_like_the_page  # the browser tests' strokes
 
 # Stroke width is changed on the digit enlarged 4x (112 px, as a larger scan or drawing would
@@ -45,14 +44,6 @@ class Condition:
         """The condition's files: seeded by `seed` and the condition's name, so a condition's
         images do not change when others are added or left out."""
         return self.build(digits, labels, np.random.default_rng([seed, zlib.crc32(self.name.encode())]))
-
-
-def encode(image: Image.Image | np.ndarray, fmt: str = "PNG", **options) -> bytes:
-    if isinstance(image, np.ndarray):
-        image = Image.fromarray(image)
-    buffer = io.BytesIO()
-    image.save(buffer, fmt, **options)
-    return buffer.getvalue()
 
 
 def each_digit(degrade: Callable[[np.ndarray, np.random.Generator], bytes]) -> Maker:

@@ -26,8 +26,8 @@ from google.protobuf.message import Message
 
 from service.errors import ServiceError
 from service.v2 import grpc_codec, models
-from service.v2.errors import grpc_code
-from service.v2.inference import infer, serving, tracked
+from service.v2.errors import grpc_code, http_status
+from service.v2.inference import infer, serving
 from service.v2.protos import schema
 
 if TYPE_CHECKING:
@@ -79,7 +79,8 @@ class InferenceServicer:
 
     async def ModelInfer(self, request: Message, context: grpc.aio.ServicerContext) -> Message:
         async def run() -> Message:
-            with tracked(self._state, request.model_name, ENDPOINT):
+            with self._state.metrics.tracked(request.model_name, self._state.catalog.entries, ENDPOINT,
+                                             status_of=http_status):
                 done = await infer(self._state, request.model_name, request.model_version,
                                    grpc_codec.decode_request(request))
             return grpc_codec.encode_response(done.model_id, done.model_version, request.id, done.outputs)

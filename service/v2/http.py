@@ -22,7 +22,7 @@ from service.uploads import read_body
 from service.v2 import models, rest
 from service.v2.errors import http_status
 from service.v2.inference import infer as run_inference
-from service.v2.inference import serving, tracked
+from service.v2.inference import serving
 
 log = logging.getLogger("service.v2")
 PREFIX = "/v2"
@@ -82,7 +82,7 @@ async def model_config(request: Request, model: str, version: str | None = None)
 @post([f"{MODEL}/infer", f"{VERSIONED}/infer"], status_code=200, summary="v2: inference", tags=["v2"])
 async def infer(request: Request, model: str, version: str | None = None) -> Response:
     state = _state(request)
-    with tracked(state, model, ENDPOINT):
+    with state.metrics.tracked(model, state.catalog.entries, ENDPOINT, status_of=http_status):
         body = await read_body(request, state.settings.body_read_timeout_s)
         if request.headers.get("content-encoding", "identity").lower() != "identity":
             raise ServiceError(f"Content-Encoding {request.headers['content-encoding']!r} is not supported: "

@@ -18,20 +18,15 @@ Triton's classification extension: the k best classes as "value:index:label" str
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-from litestar.exceptions import HTTPException
 
 from modelrepo.layout import INPUT_NAME, MODEL_VERSION, OUTPUT_NAME
 from service.batching import BatcherStopped
 from service.catalog import Serving
 from service.errors import ModelUnavailable, ServiceError, TooManyImages
-from service.metrics import UNKNOWN_MODEL
 from service.predict import PixelBudget, image_input
 from service.v2.errors import InvalidTensor, UnknownVersion, http_status
 from service.v2.tensors import BYTES, FP32, InferenceRequest, RequestedOutput, Tensor
@@ -72,30 +67,6 @@ async def infer(state: ServiceState, model_id: str, version: str | None, request
               PROBABILITIES: np.stack([row.probabilities for row, _ in answers]).astype(np.float32)}
     wanted = request.outputs if request.outputs is not None else [RequestedOutput(name) for name in OUTPUTS]
     return Inference(model_id, MODEL_VERSION, [_output(w, scores, found.model.card.classes) for w in wanted])
-
-
-@contextmanager
-def tracked(state: ServiceState, model_id: str, endpoint: str) -> Iterator[None]:
-    """Count one request in the service's metrics: status (the v2 HTTP status, for gRPC too),
-    latency, and the error code of a refused one."""
-    label = model_id if model_id in state.catalog.entries else UNKNOWN_MODEL
-    start, status = time.perf_counter(), 200
-    try:
-        yield
-    except ServiceError as err:
-        status = http_status(err)
-        state.metrics.errors.labels(label, err.code).inc()
-        raise
-    except HTTPException as err:  # the framework's own refusals (a body over the upload limit)
-        status = err.status_code
-        state.metrics.errors.labels(label, str(status)).inc()
-        raise
-    except Exception:
-        status = 500
-        state.metrics.errors.labels(label, "internal_error").inc()
-        raise
-    finally:
-        state.metrics.record_request(label, endpoint, status, time.perf_counter() - start)
 
 
 def _the_input(request: InferenceRequest) -> Tensor:
