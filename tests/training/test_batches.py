@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from PIL import Image, ImageFilter
 
-from training.batches import (RESOLUTIONS, augment, elastic_deform, normalise, random_affine, random_binarise,
-                              random_crop, random_fill_box, random_flip, random_resolution_loss,
+from training.batches import (BLURS, RESOLUTIONS, augment, elastic_deform, normalise, random_affine, random_binarise,
+                              random_blur, random_crop, random_fill_box, random_flip, random_resolution_loss,
                               random_stroke_width, train_batches)
 from training.datasets import DATASETS, Split, load_split
 
@@ -129,16 +131,36 @@ def test_binarise_makes_pure_black_and_white(ink: torch.Tensor) -> None:
     assert (faint.flatten(1).amax(1) == 1).all()
 
 
+def test_blur_is_a_gaussian_of_one_of_the_sigmas_at_full_strength(ink: torch.Tensor) -> None:
+    out = random_blur(ink, seeded(5), share=0.5)
+    touched = changed(ink, out)
+    assert touched.sum() == 32
+    pil = []  # Pillow's Gaussian blur of the same digit, as an independent reference
+    for before, after in zip(ink[touched], out[touched]):
+        image = Image.fromarray((before[0].numpy() * 255).astype(np.uint8))
+        references = [np.asarray(image.filter(ImageFilter.GaussianBlur(s)), np.float32) for s in BLURS]
+        references = [r / r.max() for r in references]
+        errors = [float(np.abs(after[0].numpy() - r).mean()) for r in references]
+        pil.append(int(np.argmin(errors)))
+        assert min(errors) < 0.01 and after.max() == 1.0  # Pillow's is a close box approximation
+    assert set(pil) == set(range(len(BLURS)))  # every sigma is dealt out
+    assert torch.equal(out[~touched], ink[~touched])
+
+
 def test_resolution_loss_is_the_field_shrunk_to_a_thumbnail_and_enlarged(ink: torch.Tensor) -> None:
     out = random_resolution_loss(ink, seeded(3), share=0.5)
     touched = changed(ink, out)
     assert 16 < touched.sum() < 48
+    shrinkers = set()
     for before, after in zip(ink[touched], out[touched]):
-        thumbnails = [F.interpolate(F.interpolate(before[None], size=(s, s), mode="area"), size=(28, 28),
-                                    mode="bicubic", align_corners=False)[0] for s in RESOLUTIONS]
+        small = [F.interpolate(before[None], size=(s, s), mode="area") for s in RESOLUTIONS]
+        small += [F.interpolate(before[None], size=(s, s), mode="bilinear", antialias=True) for s in RESOLUTIONS]
+        thumbnails = [F.interpolate(t, size=(28, 28), mode="bicubic", align_corners=False)[0] for t in small]
         full = [(t / t.max()).clamp(0, 1) for t in thumbnails]  # levels stretched, as the service does
-        assert any(torch.allclose(after, t, atol=1e-6) for t in full)
-        assert after.max() == 1.0
+        matches = [i for i, t in enumerate(full) if torch.allclose(after, t, atol=1e-6)]
+        assert matches and after.max() == 1.0
+        shrinkers.add("area" if matches[0] < len(RESOLUTIONS) else "bilinear")
+    assert shrinkers == {"area", "bilinear"}  # both ways of shrinking are dealt out
     # Detail is lost: less difference between neighbouring pixels.
     def roughness(x: torch.Tensor) -> torch.Tensor:
         return (x[..., 1:] - x[..., :-1]).abs().sum()
