@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import http.client
 import json
 import re
 import signal
@@ -113,6 +114,24 @@ def test_sigterm_lets_in_flight_requests_finish(random_repo: Path, tmp_path: Pat
     # uvicorn finishes its graceful shutdown, then re-raises SIGTERM to exit as signalled.
     assert exit_code in (0, -signal.SIGTERM)
     assert SHUTDOWN_MESSAGE in server.log()
+
+
+@pytest.mark.parametrize("asgi_server", SERVERS)
+def test_connections_are_kept_alive_between_requests(random_repo: Path, tmp_path: Path, asgi_server: str) -> None:
+    """Three predictions on one connection: the server neither closes it nor asks to."""
+    body = encode(mnist_test()[0][0])
+    with running_server(random_repo, tmp_path, server=asgi_server) as server:
+        host, port = server.url.removeprefix("http://").rsplit(":", 1)
+        connection = http.client.HTTPConnection(host, int(port), timeout=10)
+        sockets = []
+        for _ in range(3):
+            connection.request("POST", "/predict/cnn-mnist", body=body, headers=PNG)
+            answer = connection.getresponse()
+            assert answer.status == 200 and json.loads(answer.read())["model"] == "cnn-mnist"
+            assert (answer.getheader("connection") or "").lower() != "close"
+            sockets.append(connection.sock)
+        connection.close()
+    assert sockets[0] is not None and all(sock is sockets[0] for sock in sockets)
 
 
 def test_a_bad_setting_stops_the_server_at_once_with_its_name(tmp_path: Path) -> None:
