@@ -14,7 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from training.datasets import DATASETS, DatasetNotFound
-from training.loop import is_trained, train
+from training.loop import TrainingDiverged, is_trained, train
 from training.run_files import read_metrics
 from training.recipes import BUDGETS, CPU_RECIPES, TRAIN_ALL, model_id, recipe_for
 from training.registry import architectures
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
             if metrics.complete:
                 print(f"{metrics.id}: {100 * metrics.test_accuracy:.2f} % test accuracy "
                       f"in {metrics.wall_seconds:.0f} s -> {run_dir}")
-    except DatasetNotFound as err:
+    except (DatasetNotFound, TrainingDiverged) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

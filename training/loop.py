@@ -9,6 +9,7 @@ only rank 0 evaluates, logs and writes.
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from collections.abc import Iterable
@@ -46,6 +47,10 @@ def evaluate(model: nn.Module, split: Split, dataset: str, bf16: bool = False,
         total_loss += F.cross_entropy(logits, y, reduction="sum").item()
         correct += (logits.argmax(1) == y).sum().item()
     return total_loss / len(split), correct / len(split)
+
+
+class TrainingDiverged(RuntimeError):
+    """The training loss became NaN or infinite: the run stops before it saves broken weights."""
 
 
 @dataclass
@@ -87,6 +92,10 @@ def train_one_epoch(trained: nn.Module, optimizer: torch.optim.Optimizer, recipe
                 elapsed = bar.format_dict["elapsed"]
                 bar.set_postfix(loss=f"{loss_sum.item() / seen:.4f}", acc=f"{100 * correct.item() / seen:.2f}%",
                                 img_s=f"{seen / max(elapsed, 1e-9):.0f}/rank", refresh=False)
+    if not math.isfinite(loss_sum.item()):  # checked once an epoch: a per-step check syncs a GPU
+        raise TrainingDiverged(f"the training loss is {loss_sum.item()} after step {step}: the run diverged "
+                               f"(peak learning rate {recipe.lr}); nothing of this epoch is saved. Start it "
+                               "afresh (--force) with a lower peak rate in training/recipes.py")
     return EpochTotals(loss_sum.item(), int(correct.item()), seen, lr)
 
 

@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 from training import run_files
 from training.datasets import load_split
 from training.devices import cpu_model
-from training.loop import device_history, train
+from training.loop import TrainingDiverged, device_history, train
 from training.recipes import Recipe
 
 # Small and quick: 2,000 real training digits, 5 epochs of the 2-conv CNN.
@@ -49,6 +49,17 @@ def test_a_model_trained_on_digit_robust_batches_still_learns(mnist, tmp_path: P
     losses = [h.train_loss for h in run.metrics.history]
     assert losses[-1] < 0.5 * losses[0]
     assert run.metrics.recipe["augmentation"] == "digit-robust"
+
+
+def test_a_diverging_run_stops_before_it_saves_broken_weights(mnist, tmp_path: Path) -> None:
+    # LeNet-5's fp32 run on an AVX2 machine went to NaN at epoch 9 of 40 and trained on for 30 more.
+    wild = Recipe(epochs=2, batch_size=64, lr=1e6, augmentation="none")
+    with pytest.raises(TrainingDiverged, match="not finite|nan|inf"):
+        train("cnn", "mnist", wild, runs_dir=tmp_path, train_split=mnist[0], test_split=mnist[1],
+              progress=False)
+    run_dir = tmp_path / "cnn-mnist"
+    assert not (run_dir / "weights.safetensors").exists()
+    assert not (run_dir / "training_state.safetensors").exists()
 
 
 def test_the_run_folder_holds_weights_metrics_and_curves(quick_run) -> None:
