@@ -5,8 +5,8 @@ marker fills the loops. The models never saw such strokes, so a digit whose stro
 MNIST's training digits reach less than 1 % of the time is brought to the nearest end of their
 range: thickened or thinned. A blurred photo's soft, wide strokes are not a marker's: they are
 left soft (only their strength is stretched), as the models were trained on blurred digits
-(training/batches.py); sharpening them cost 1.9 points at blur sigma 2 on bench-digits. Strokes
-MNIST has are left exactly as they are.
+(training/batches.py); sharpening them cost about 2 points at blur sigma 2 (docs/results.md).
+Strokes MNIST has are left exactly as they are.
 """
 
 from __future__ import annotations
