@@ -63,18 +63,20 @@ def asgi_request(app, method: str, path: str, body: bytes, content_type: str):
              "root_path": "", "headers": [(b"host", b"127.0.0.1"), (b"content-type", content_type.encode()),
                                           (b"content-length", str(len(body)).encode())],
              "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 8000)}
-    sent: list[dict] = []
-
     async def receive() -> dict:
         return {"type": "http.request", "body": body, "more_body": False}
 
-    async def send(message: dict) -> None:
-        sent.append(message)
-
     async def call() -> tuple[int, bytes]:
-        await app(scope, receive, send)
+        sent: list[dict] = []  # this request's messages only
+        await app(scope, receive, sent_to(sent))
         return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:])
     return call
+
+
+def sent_to(messages: list[dict]):
+    async def send(message: dict) -> None:
+        messages.append(message)
+    return send
 
 
 def main() -> None:

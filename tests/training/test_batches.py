@@ -142,7 +142,8 @@ def test_blur_is_a_gaussian_of_one_of_the_sigmas_at_full_strength(ink: torch.Ten
         references = [r / r.max() for r in references]
         errors = [float(np.abs(after[0].numpy() - r).mean()) for r in references]
         pil.append(int(np.argmin(errors)))
-        assert min(errors) < 0.01 and after.max() == 1.0  # Pillow's is a close box approximation
+        # Pillow's is a box approximation, a little looser at the widest sigma; the next sigma is 0.03 off
+        assert min(errors) < 0.015 and after.max() == 1.0
     assert set(pil) == set(range(len(BLURS)))  # every sigma is dealt out
     assert torch.equal(out[~touched], ink[~touched])
 
