@@ -63,20 +63,18 @@ def asgi_request(app, method: str, path: str, body: bytes, content_type: str):
              "root_path": "", "headers": [(b"host", b"127.0.0.1"), (b"content-type", content_type.encode()),
                                           (b"content-length", str(len(body)).encode())],
              "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 8000)}
+
     async def receive() -> dict:
         return {"type": "http.request", "body": body, "more_body": False}
 
     async def call() -> tuple[int, bytes]:
         sent: list[dict] = []  # this request's messages only
-        await app(scope, receive, sent_to(sent))
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+        await app(scope, receive, send)
         return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:])
     return call
-
-
-def sent_to(messages: list[dict]):
-    async def send(message: dict) -> None:
-        messages.append(message)
-    return send
 
 
 def main() -> None:
