@@ -126,11 +126,12 @@ def digit_field(gray: np.ndarray, height: int = 28, width: int = 28) -> np.ndarr
     ink = levels.ink[gray]
     sure = levels.sure[gray]
     rows, cols = np.flatnonzero(sure.any(axis=1)), np.flatnonzero(sure.any(axis=0))
-    digit = Image.fromarray(ink[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1])
-    scale = round(DIGIT_BOX_FRACTION * min(height, width)) / max(digit.size)
-    digit = digit.resize((max(1, round(digit.width * scale)), max(1, round(digit.height * scale))),
-                         Image.Resampling.LANCZOS)
-    digit = np.asarray(digit)
+    digit = ink[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    box = round(DIGIT_BOX_FRACTION * min(height, width))
+    if max(digit.shape) != box:  # already its box's size (most MNIST-style fields): no resampling
+        scale = box / max(digit.shape)
+        size = (max(1, round(digit.shape[1] * scale)), max(1, round(digit.shape[0] * scale)))
+        digit = np.asarray(Image.fromarray(digit).resize(size, Image.Resampling.LANCZOS))
     # A thumbnail's strokes are as soft as enlarging makes them, which is what the models were
     # trained on (training/batches.py's resolution loss); "sharpening" them loses points.
     return _centre_by_mass(digit if thumbnail else mnist_strokes(digit), height, width)
@@ -174,12 +175,11 @@ class _Tones:
 
     @classmethod
     def of(cls, gray: np.ndarray) -> _Tones:
-        cumulative = np.cumsum(np.bincount(gray.ravel(), minlength=256))
-        pixels = int(cumulative[-1])
+        cumulative = np.bincount(gray.ravel(), minlength=256).cumsum()
+        pixels = gray.size
         few = max(4, pixels // 2000)
-        return cls(median=int(np.searchsorted(cumulative, pixels // 2 + 1)),
-                   darkest=int(np.searchsorted(cumulative, few)),
-                   brightest=int(np.searchsorted(cumulative, pixels - few + 1)))
+        median, darkest, brightest = np.searchsorted(cumulative, (pixels // 2 + 1, few, pixels - few + 1)).tolist()
+        return cls(median=median, darkest=darkest, brightest=brightest)
 
     def is_light(self, level: int, above: float = 0.5) -> bool:
         """Whether `level` lies above `above` of the way from the darkest to the brightest."""
@@ -263,10 +263,10 @@ def _levels(light: bool, background: int, strongest: int) -> _Levels | None:
 
 def _centre_by_mass(digit: np.ndarray, height: int, width: int) -> np.ndarray:
     """Paste `digit` into a height×width field with its centre of mass at the centre."""
-    rows, cols = digit.sum(axis=1, dtype=np.float32), digit.sum(axis=0, dtype=np.float32)
-    mass = float(rows.sum())
-    cy = float(rows @ np.arange(len(rows))) / mass if mass else (len(rows) - 1) / 2
-    cx = float(cols @ np.arange(len(cols))) / mass if mass else (len(cols) - 1) / 2
+    rows, cols = digit.sum(axis=1).tolist(), digit.sum(axis=0).tolist()  # exact integers
+    mass = sum(rows)
+    cy = sum(i * r for i, r in enumerate(rows)) / mass if mass else (len(rows) - 1) / 2
+    cx = sum(i * c for i, c in enumerate(cols)) / mass if mass else (len(cols) - 1) / 2
     # MNIST puts the centre of mass at pixel index 14 of 28 (mean 13.98 over the test fixtures,
     # not the geometric 13.5): do as it did, or every digit arrives half a pixel off.
     top, left = round(height / 2 - cy), round(width / 2 - cx)
