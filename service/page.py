@@ -16,6 +16,7 @@ from litestar import Response, get, route
 from litestar.datastructures import CacheControlHeader
 from litestar.enums import MediaType
 from litestar.exceptions import NotFoundException
+from litestar.params import FromPath
 from litestar.response import File
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -35,7 +36,7 @@ async def index() -> Response[bytes]:
 
 
 @route("/static/{name:str}", http_method=["GET", "HEAD"], include_in_schema=False, cache_control=REVALIDATE)
-async def static_file(name: str) -> File:
+async def static_file(name: FromPath[str]) -> File:
     return shipped_file(STATIC_DIR, STATIC_FILES, name)
 
 

@@ -12,7 +12,7 @@ import msgspec
 from litestar import Request, Response, get, post
 from litestar.datastructures import UploadFile
 from litestar.openapi import ResponseSpec
-from litestar.params import Parameter
+from litestar.params import FromPath, Parameter
 
 from service import openapi
 from service.catalog import Catalog
@@ -66,7 +66,7 @@ _ERRORS = {
 
 @post("/predict/{model:str}", status_code=200, operation_class=openapi.SingleImageOperation,
        responses=_ERRORS, summary="Classify one image")
-async def predict(request: Request, model: str, top_k: TopK = 3, include: Include = None) -> Prediction:
+async def predict(request: Request, model: FromPath[str], top_k: TopK = 3, include: Include = None) -> Prediction:
     started = time.perf_counter()
     state = _state(request)
     with state.metrics.tracked(model, state.catalog.entries, "predict"):
@@ -79,7 +79,7 @@ async def predict(request: Request, model: str, top_k: TopK = 3, include: Includ
 
 @post("/predict/{model:str}/batch", status_code=200, operation_class=openapi.BatchOperation,
       responses=_ERRORS, summary="Classify several images")
-async def predict_batch(request: Request, model: str, top_k: TopK = 3, include: Include = None) -> BatchPrediction:
+async def predict_batch(request: Request, model: FromPath[str], top_k: TopK = 3, include: Include = None) -> BatchPrediction:
     """One multipart request, any number of file parts (repeat the field `files`). Each image
     gets its own answer in upload order; a bad image gets its own error entry in its place."""
     started = time.perf_counter()
@@ -117,7 +117,7 @@ async def list_models(request: Request) -> ModelList:
 
 
 @get("/models/{model:str}", responses={404: _ERRORS[404]}, summary="One model's card, with its status")
-async def model_card(request: Request, model: str) -> ModelCard | ModelState:
+async def model_card(request: Request, model: FromPath[str]) -> ModelCard | ModelState:
     entry = _state(request).catalog.get(model)
     if entry.card is None:
         return ModelState(id=entry.id, status=entry.status, error=entry.error, provider=entry.provider)

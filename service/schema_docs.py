@@ -16,6 +16,7 @@ from litestar import Router, get
 from litestar.datastructures import CacheControlHeader
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin, YamlRenderPlugin
+from litestar.params import FromPath
 from litestar.response import File
 
 from service.page import shipped_file
@@ -35,7 +36,7 @@ def swagger_dir() -> Path:
 
 
 @get("/assets/{name:str}", include_in_schema=False, cache_control=CacheControlHeader(max_age=86400))
-async def swagger_asset(name: str) -> File:
+async def swagger_asset(name: FromPath[str]) -> File:
     return shipped_file(swagger_dir(), SWAGGER_ASSETS, name)
 
 

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from litestar import Request, Response, get, post
 from litestar.enums import MediaType
 from litestar.exceptions import HTTPException
+from litestar.params import FromPath
 
 from service.errors import CLOSE, ServiceError
 from service.guards import ANY_HOST
@@ -22,7 +23,7 @@ from service.uploads import read_body
 from service.v2 import models, rest
 from service.v2.errors import http_status
 from service.v2.inference import infer as run_inference
-from service.v2.inference import serving
+from service.v2.inference import check_version, serving
 
 log = logging.getLogger("service.v2")
 PREFIX = "/v2"
@@ -34,6 +35,13 @@ BINARY = "application/octet-stream"
 
 def _state(request: Request) -> ServiceState:
     return request.app.state.service
+
+
+def _version(request: Request) -> str | None:
+    """The path's version, None on the unversioned path. Read here rather than as a handler
+    parameter: each handler serves both paths, and Litestar would infer `version` as a query
+    parameter on the one without it."""
+    return request.path_params.get("version")
 
 
 def _json(body: object, status: int = 200) -> Response:
@@ -58,29 +66,30 @@ async def ready(request: Request) -> Response:
 
 
 @get([MODEL, VERSIONED], summary="v2: model metadata", tags=["v2"])
-async def model_metadata(request: Request, model: str, version: str | None = None) -> Response:
+async def model_metadata(request: Request, model: FromPath[str]) -> Response:
     state = _state(request)
-    found = serving(state, model, version)
+    found = serving(state, model, _version(request))
     platform = models.model_config(state.catalog.get(model).folder).platform
     return _json(models.model_metadata(found.model, platform))
 
 
 @get([f"{MODEL}/ready", f"{VERSIONED}/ready"], summary="v2: the model serves (else 503)", tags=["v2"])
-async def model_ready(request: Request, model: str, version: str | None = None) -> Response:
+async def model_ready(request: Request, model: FromPath[str]) -> Response:
     entry = _state(request).catalog.get(model)
+    check_version(entry.id, _version(request))
     is_ready = entry.status == "ready"
     return _json({"name": entry.id, "ready": is_ready}, 200 if is_ready else 503)
 
 
 @get([f"{MODEL}/config", f"{VERSIONED}/config"], summary="v2: the model's config.pbtxt as JSON", tags=["v2"])
-async def model_config(request: Request, model: str, version: str | None = None) -> Response:
+async def model_config(request: Request, model: FromPath[str]) -> Response:
     state = _state(request)
-    serving(state, model, version)
+    serving(state, model, _version(request))
     return _json(models.config_json(models.model_config(state.catalog.get(model).folder)))
 
 
 @post([f"{MODEL}/infer", f"{VERSIONED}/infer"], status_code=200, summary="v2: inference", tags=["v2"])
-async def infer(request: Request, model: str, version: str | None = None) -> Response:
+async def infer(request: Request, model: FromPath[str]) -> Response:
     state = _state(request)
     with state.metrics.tracked(model, state.catalog.entries, ENDPOINT, status_of=http_status):
         body = await read_body(request, state.settings.body_read_timeout_s)
@@ -88,7 +97,7 @@ async def infer(request: Request, model: str, version: str | None = None) -> Res
             raise ServiceError(f"Content-Encoding {request.headers['content-encoding']!r} is not supported: "
                                "send the body uncompressed")
         wanted = rest.decode_request(body, request.headers.get(rest.HEADER_LENGTH))
-        done = await run_inference(state, model, version, wanted)
+        done = await run_inference(state, model, _version(request), wanted)
     content, header_length = rest.encode_response(done.model_id, done.model_version, wanted, done.outputs)
     if header_length is None:
         return Response(content, media_type=MediaType.JSON)

@@ -51,9 +51,14 @@ class Inference:
 def serving(state: ServiceState, model_id: str, version: str | None) -> Serving:
     """The model at `version` ("" or None: the one there is), if it can answer now."""
     found = state.catalog.serving(model_id)
+    check_version(model_id, version)
+    return found
+
+
+def check_version(model_id: str, version: str | None) -> None:
+    """UnknownVersion unless `version` is the one version a model has ("" or None: that one)."""
     if version not in (None, "", MODEL_VERSION):
         raise UnknownVersion(f"model {model_id!r} has no version {version!r}; it has version {MODEL_VERSION}")
-    return found
 
 
 async def infer(state: ServiceState, model_id: str, version: str | None, request: InferenceRequest) -> Inference:

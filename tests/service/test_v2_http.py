@@ -192,6 +192,16 @@ def test_a_versioned_path_serves_version_1_only(v2_server, digits) -> None:
     assert missing.status_code == 404 and "no version '2'" in missing.json()["error"]
 
 
+@pytest.mark.parametrize("route", ["", "/ready", "/config"])
+def test_every_versioned_route_knows_version_1_only(v2_server, route: str) -> None:
+    model = f"{v2_server.url}/v2/models/{MNIST}"
+    assert httpx.get(f"{model}/versions/1{route}").status_code == 200
+    missing = httpx.get(f"{model}/versions/2{route}")
+    assert missing.status_code == 404 and "no version '2'" in missing.json()["error"]
+    # the version is the path's: a query parameter of that name is not read as one
+    assert httpx.get(f"{model}{route}", params={"version": "2"}).status_code == 200
+
+
 # ---- errors: on the shared random-weight server (upload 1 MB, 4 Mpx, 8 images per request) ------------
 
 DIGIT = mnist_test()[0][0]
