@@ -1,17 +1,22 @@
-"""ONNX Runtime's CPU memory arena on and off, per model and batch size, interleaved in-process.
+"""ONNX Runtime's CPU memory: each session's own arena, one arena shared by every session of the
+process, or none; per model and batch size, interleaved in-process.
 
     python bench/ort_arena.py [--models nin-cifar10,cnn-mnist,alexnet-cifar10] [--rounds 6]
+    python bench/ort_arena.py --memory      # RSS of the whole starter set, each way, a process each
 
-Two sessions of each committed model (1 ONNX Runtime thread, as a cnnzoo worker on 2 cores has),
-one with the arena and one without, timed in alternating order round after round; prints the
-median time per run and the ratio off/on. The arena keeps each model's largest batch allocated
-(memory); without it every run allocates afresh (time).
+Three sessions of each committed model (1 ONNX Runtime thread, as a cnnzoo worker on 2 cores has),
+one per allocator, timed in rotating order round after round; prints the median time per run and
+each ratio to the own arena's. An own arena keeps its model's largest batch allocated (memory,
+once per model); without one every run allocates afresh (time); the shared arena keeps the
+largest batch of any model, once (service/repository.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -19,18 +24,62 @@ import numpy as np
 import onnxruntime as ort
 
 from modelrepo.card import read_card
+from service.repository import share_cpu_arena
 from testkit.measure import machine_line
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
+ALLOCATORS = ("own", "shared", "none")
 
 
-def session(model: str, arena: bool) -> ort.InferenceSession:
+def session(model: str, allocator: str) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     options.log_severity_level = 3
-    options.enable_cpu_mem_arena = arena
+    options.enable_cpu_mem_arena = allocator != "none"
+    if allocator == "shared":
+        share_cpu_arena(options)
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(MODELS / model / "1" / "model.onnx"), options, providers=["CPUExecutionProvider"])
+
+
+def compare_speed(models: list[str], batches: list[int], rounds: int) -> None:
+    for model in models:
+        shape = read_card(MODELS / model).input.shape
+        sessions = {allocator: session(model, allocator) for allocator in ALLOCATORS}
+        name = sessions["own"].get_inputs()[0].name
+        for n in batches:
+            feed = {name: np.random.default_rng(0).standard_normal([n, *shape]).astype(np.float32)}
+            times: dict[str, list[float]] = {allocator: [] for allocator in ALLOCATORS}
+            for s in sessions.values():
+                s.run(None, feed)  # warm-up: the arena's first allocation, kernels' first use
+            repeat = max(3, 200 // n)
+            for r in range(rounds):
+                order = ALLOCATORS[r % 3:] + ALLOCATORS[:r % 3]
+                for allocator in order:
+                    start = time.perf_counter()
+                    for _ in range(repeat):
+                        sessions[allocator].run(None, feed)
+                    times[allocator].append((time.perf_counter() - start) / repeat)
+            ms = {allocator: statistics.median(t) * 1e3 for allocator, t in times.items()}
+            print(f"{model:18s} batch {n:2d}: own {ms['own']:8.3f} ms, shared {ms['shared']:8.3f} ms "
+                  f"({ms['shared'] / ms['own']:.3f}x), none {ms['none']:8.3f} ms ({ms['none'] / ms['own']:.3f}x)",
+                  flush=True)
+
+
+def starter_set_rss(allocator: str) -> str:
+    """In this (fresh) process: every committed model's session, then batches 1, 8 and 32 on each."""
+    def rss_mb() -> float:
+        with open("/proc/self/status") as status:
+            return next(int(line.split()[1]) / 1024 for line in status if line.startswith("VmRSS"))
+    before = rss_mb()
+    sessions = [(session(folder.name, allocator), read_card(folder).input.shape)
+                for folder in sorted(MODELS.iterdir()) if (folder / "1" / "model.onnx").is_file()]
+    ready = rss_mb()
+    for s, shape in sessions:
+        for n in (1, 8, 32):
+            s.run(None, {s.get_inputs()[0].name: np.zeros([n, *shape], np.float32)})
+    return (f"{allocator:6s} arena: {len(sessions)} models; RSS {before:.0f} MB before, {ready:.0f} MB with the "
+            f"sessions, {rss_mb():.0f} MB after batches 1, 8 and 32 on each")
 
 
 def main() -> int:
@@ -38,27 +87,18 @@ def main() -> int:
     parser.add_argument("--models", default="nin-cifar10,cnn-mnist,alexnet-cifar10")
     parser.add_argument("--batches", default="1,8,32")
     parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--memory", action="store_true", help="RSS of the starter set, each allocator")
+    parser.add_argument("--memory-of", choices=ALLOCATORS, help=argparse.SUPPRESS)  # one fresh process's share
     args = parser.parse_args()
+    if args.memory_of:
+        print(starter_set_rss(args.memory_of))
+        return 0
     print(f"machine: {machine_line()}")
-    for model in args.models.split(","):
-        shape = read_card(MODELS / model).input.shape
-        sessions = {arena: session(model, arena) for arena in (True, False)}
-        name = sessions[True].get_inputs()[0].name
-        for n in map(int, args.batches.split(",")):
-            feed = {name: np.random.default_rng(0).standard_normal([n, *shape]).astype(np.float32)}
-            times: dict[bool, list[float]] = {True: [], False: []}
-            for s in sessions.values():
-                s.run(None, feed)  # warm-up: the arena's first allocation, kernels' first use
-            repeat = max(3, 200 // n)
-            for r in range(args.rounds):
-                for arena in ((True, False) if r % 2 else (False, True)):
-                    start = time.perf_counter()
-                    for _ in range(repeat):
-                        sessions[arena].run(None, feed)
-                    times[arena].append((time.perf_counter() - start) / repeat)
-            on, off = statistics.median(times[True]), statistics.median(times[False])
-            print(f"{model:18s} batch {n:2d}: arena {on * 1e3:8.3f} ms, no arena {off * 1e3:8.3f} ms, "
-                  f"off/on {off / on:.3f}", flush=True)
+    if args.memory:
+        for allocator in ALLOCATORS:  # a process each: RSS does not fall back once grown
+            subprocess.run([sys.executable, __file__, "--memory-of", allocator], check=True)
+        return 0
+    compare_speed(args.models.split(","), [int(b) for b in args.batches.split(",")], args.rounds)
     return 0
 
 

@@ -9,6 +9,7 @@ What the service does with either is the catalog's business.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import logging
@@ -113,6 +114,7 @@ def open_session(onnx: Path, card: Card, providers: tuple[str, ...], ort_threads
     options.intra_op_num_threads = ort_threads
     # Idle ONNX Runtime threads spin by default, stealing the CPU from the event loop.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    share_cpu_arena(options)
     available = set(ort.get_available_providers())
     usable = [p for p in providers if p in available] or [CPU]
     try:
@@ -129,6 +131,22 @@ def open_session(onnx: Path, card: Card, providers: tuple[str, ...], ort_threads
         raise ModelLoadError(f"{card.id}: the graph takes {inputs[0].shape}, the card says "
                              f"[batch, {', '.join(map(str, card.input.shape))}]")
     return session
+
+
+def share_cpu_arena(options: ort.SessionOptions) -> None:
+    """The session takes its CPU memory from one arena for the whole process. Each session's own
+    arena would keep its model's largest batch for good, once per model; the shared one keeps the
+    largest batch of any (docs/results.md, "ONNX Runtime's CPU arena, shared")."""
+    _register_shared_cpu_arena()
+    options.add_session_config_entry("session.use_env_allocators", "1")
+
+
+@functools.cache
+def _register_shared_cpu_arena() -> None:
+    cpu = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
+    # Grown by what a run asks for, not to the next power of two: the arena holds no more than it needed.
+    same_as_requested = 1
+    ort.create_and_register_allocator(cpu, ort.OrtArenaCfg(0, same_as_requested, -1, -1))
 
 
 def warm_up(model: LoadedModel, sizes: tuple[int, ...]) -> None:

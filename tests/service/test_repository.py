@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +14,7 @@ import pytest
 from modelrepo.layout import model_folders
 from service import repository
 from service.settings import Settings
+from testkit.live_server import REPO_ROOT
 
 SETTINGS = Settings(providers=("CPUExecutionProvider",), max_batch=4)
 NCHW = {"dtype": "float32", "layout": "NCHW"}
@@ -83,3 +86,34 @@ def test_a_file_that_is_not_onnx_is_refused_by_onnx_runtime(repo_copy: Path) -> 
 def test_a_model_whose_card_or_files_do_not_fit_is_unavailable(repo_copy: Path, change, reason: str) -> None:
     change(repo_copy / "cnn-mnist")
     assert reason in load_error(repo_copy / "cnn-mnist")
+
+
+# Run in a fresh interpreter: RSS never falls back, so other tests' allocations would hide it.
+_ARENA_PROBE = """
+import sys
+from pathlib import Path
+import numpy as np
+from service.repository import load_model
+
+def rss_mb():
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) / 1024 for line in status if line.startswith("VmRSS"))
+
+folder = Path(sys.argv[1])
+first, second = (load_model(folder, ("CPUExecutionProvider",), ort_threads=1) for _ in range(2))
+batch = np.zeros((32, *first.card.input.shape), np.float32)
+start = rss_mb(); first.infer(batch)
+middle = rss_mb(); second.infer(batch)
+print(middle - start, rss_mb() - middle)
+"""
+
+
+def test_sessions_share_one_cpu_arena() -> None:
+    """A second model's large batch reuses the memory the first one's left in the arena."""
+    folder = REPO_ROOT / "models" / "nin-cifar10"  # batch 32 needs ~60 MB of activations
+    probe = subprocess.run([sys.executable, "-c", _ARENA_PROBE, str(folder)], capture_output=True, text=True,
+                           cwd=REPO_ROOT, check=True)
+    first_mb, second_mb = map(float, probe.stdout.split())
+    assert first_mb > 20, f"the first batch grew RSS by only {first_mb:.0f} MB: nothing to share"
+    assert second_mb < first_mb / 4, (f"the second session grew RSS by {second_mb:.0f} MB after the first's "
+                                      f"{first_mb:.0f} MB: it did not reuse the shared arena")
