@@ -71,7 +71,8 @@ def uploads_one_byte_short(url: str, count: int = 50, size: int = 10 * MB, hold_
     """`count` uploads that send all but the last byte of a `size`-byte body, then wait."""
     sockets: list[socket.socket] = []
     failures: list[str] = []
-    head = (f"POST /predict/lenet5-cifar10 HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+    host, port = _address(url)  # an allowed Host: the body, not the guard, is what is tested
+    head = (f"POST /predict/lenet5-cifar10 HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: image/png\r\n"
             f"Content-Length: {size}\r\n\r\n").encode()
 
     def upload() -> None:
