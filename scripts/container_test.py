@@ -154,6 +154,15 @@ def container_run(tag: str, runtime: str, models: list[str], gpu: bool) -> None:
         podman("rm", "-f", name, check=False)
 
 
+def worker_processes(name: str) -> int:
+    """The server's worker processes in the container: children of the first `python -m service`,
+    forked by Granian (the same command line) or spawned by uvicorn (`--multiprocessing-fork`)."""
+    rows = [line.split(None, 2) for line in podman("top", name, "pid", "ppid", "args").stdout.splitlines()[1:]]
+    server = min(int(pid) for pid, _, args in rows if "-m service" in args)
+    return sum(1 for _, ppid, args in rows
+               if int(ppid) == server and ("-m service" in args or "multiprocessing-fork" in args))
+
+
 def compose_run(workdir: Path, models: list[str], gpu: bool) -> None:
     """`podman-compose up` of docker-compose.yml as it is, serving a mounted copy of `models`."""
     repository = workdir / "models"
@@ -189,7 +198,7 @@ def compose_run(workdir: Path, models: list[str], gpu: bool) -> None:
         check(f"{name}: the repository is mounted read-only", write.returncode != 0, write.stderr.strip())
         state = json.loads(podman("inspect", name).stdout)[0]
         env_in = dict(item.split("=", 1) for item in state["Config"]["Env"])
-        workers = podman("top", name, "args").stdout.count("multiprocessing-fork")
+        workers = worker_processes(name)
         check(f"{name}: restart policy and server settings from the compose file and the shell",
               state["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
               and env_in.get("CNNZOO_GRACEFUL_TIMEOUT_S") == "25" and workers == 2,
