@@ -14,6 +14,7 @@ largest batch of any model, once (service/repository.py).
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -25,7 +26,7 @@ import onnxruntime as ort
 
 from modelrepo.card import read_card
 from service.repository import share_cpu_arena
-from testkit.measure import machine_line
+from testkit.measure import machine_line, rss_mb
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
 ALLOCATORS = ("own", "shared", "none")
@@ -68,18 +69,17 @@ def compare_speed(models: list[str], batches: list[int], rounds: int) -> None:
 
 def starter_set_rss(allocator: str) -> str:
     """In this (fresh) process: every committed model's session, then batches 1, 8 and 32 on each."""
-    def rss_mb() -> float:
-        with open("/proc/self/status") as status:
-            return next(int(line.split()[1]) / 1024 for line in status if line.startswith("VmRSS"))
-    before = rss_mb()
+    def own_rss_mb() -> float:
+        return rss_mb(os.getpid())
+    before = own_rss_mb()
     sessions = [(session(folder.name, allocator), read_card(folder).input.shape)
                 for folder in sorted(MODELS.iterdir()) if (folder / "1" / "model.onnx").is_file()]
-    ready = rss_mb()
+    ready = own_rss_mb()
     for s, shape in sessions:
         for n in (1, 8, 32):
             s.run(None, {s.get_inputs()[0].name: np.zeros([n, *shape], np.float32)})
     return (f"{allocator:6s} arena: {len(sessions)} models; RSS {before:.0f} MB before, {ready:.0f} MB with the "
-            f"sessions, {rss_mb():.0f} MB after batches 1, 8 and 32 on each")
+            f"sessions, {own_rss_mb():.0f} MB after batches 1, 8 and 32 on each")
 
 
 def main() -> int:

@@ -14,9 +14,11 @@ COMPOSE = Path(__file__).resolve().parents[2] / "docker-compose.yml"
 DEFAULTED = re.compile(r"\$\{(\w+):-([^}]*)\}")
 
 
+SERVICES = yaml.safe_load(COMPOSE.read_text())["services"]
+
+
 def environments() -> dict[str, dict[str, str]]:
-    services = yaml.safe_load(COMPOSE.read_text())["services"]
-    return {name: service.get("environment", {}) for name, service in services.items()}
+    return {name: service.get("environment", {}) for name, service in SERVICES.items()}
 
 
 def resolved(value: str) -> str:
@@ -34,8 +36,7 @@ def test_no_variable_defaults_to_empty() -> None:
 def test_the_published_api_answers_its_default_address() -> None:
     env = {key: resolved(str(value)) for key, value in environments()["api"].items()}
     settings = Settings.from_env({**env, "CNNZOO_HOST": "0.0.0.0"})  # as the image sets it
-    ports = yaml.safe_load(COMPOSE.read_text())["services"]["api"]["ports"]
-    published = resolved(ports[0]).split(":")[0]  # 127.0.0.1:8000:8000 -> 127.0.0.1
+    published = resolved(SERVICES["api"]["ports"][0]).split(":")[0]  # 127.0.0.1:8000:8000 -> 127.0.0.1
     hosts = AllowedHosts.of(settings)
     assert hosts.allow(hostname(f"{published}:8000")) and hosts.allow("localhost")
     assert not hosts.allow("evil.example")

@@ -90,21 +90,19 @@ def test_a_model_whose_card_or_files_do_not_fit_is_unavailable(repo_copy: Path, 
 
 # Run in a fresh interpreter: RSS never falls back, so other tests' allocations would hide it.
 _ARENA_PROBE = """
+import os
 import sys
 from pathlib import Path
 import numpy as np
 from service.repository import load_model
+from testkit.measure import rss_mb
 
-def rss_mb():
-    with open("/proc/self/status") as status:
-        return next(int(line.split()[1]) / 1024 for line in status if line.startswith("VmRSS"))
-
-folder = Path(sys.argv[1])
+folder, me = Path(sys.argv[1]), os.getpid()
 first, second = (load_model(folder, ("CPUExecutionProvider",), ort_threads=1) for _ in range(2))
 batch = np.zeros((32, *first.card.input.shape), np.float32)
-start = rss_mb(); first.infer(batch)
-middle = rss_mb(); second.infer(batch)
-print(middle - start, rss_mb() - middle)
+start = rss_mb(me); first.infer(batch)
+middle = rss_mb(me); second.infer(batch)
+print(middle - start, rss_mb(me) - middle)
 """
 
 
