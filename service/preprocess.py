@@ -36,6 +36,11 @@ DIGIT_BOX_FRACTION = 20 / 28
 # smudges far from the digit do not stretch it.
 NOISE_FLOOR = 0.1
 INK_LEVEL = 0.3
+# An enlarged thumbnail's box is found lower on its soft edges: the box comes out a little wider,
+# the digit a little smaller in the field, and the models read more of them. Chosen on the last
+# 10,000 MNIST *training* digits shrunk to 8 px: residual-mnist 97.55 -> 97.80 %, preact-residual
+# 96.92 -> 97.24 % (at 12 and 16 px within 0.1 point either way).
+THUMBNAIL_INK_LEVEL = 0.2
 # Less contrast than this between background and ink: a blank image, passed on as blank.
 MIN_CONTRAST = 0.1
 
@@ -124,7 +129,7 @@ def digit_field(gray: np.ndarray, height: int = 28, width: int = 28) -> np.ndarr
     if levels is None:  # a blank page: passed on as a blank field
         return np.zeros((height, width), np.uint8)
     ink = levels.ink[gray]
-    sure = levels.sure[gray]
+    sure = (levels.sure_in_thumbnail if thumbnail else levels.sure)[gray]
     rows, cols = np.flatnonzero(sure.any(axis=1)), np.flatnonzero(sure.any(axis=0))
     digit = ink[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
     box = round(DIGIT_BOX_FRACTION * min(height, width))
@@ -239,6 +244,7 @@ def _valid_rank(image: np.ndarray, size: int, pick: np.ufunc) -> np.ndarray:
 class _Levels:
     ink: np.ndarray  # grey level -> ink, 0 (background) to 255 (the strongest ink)
     sure: np.ndarray  # grey level -> True where it is surely ink (for the bounding box)
+    sure_in_thumbnail: np.ndarray  # the same, in an enlarged thumbnail
 
 
 def _ink_levels(gray: np.ndarray, light: bool, tones: _Tones) -> _Levels | None:
@@ -258,7 +264,8 @@ def _levels(light: bool, background: int, strongest: int) -> _Levels | None:
     ink = np.arange(256, dtype=np.float32)[::-1] if light else np.arange(256, dtype=np.float32)
     ink = np.clip((ink - background) / (strongest - background), 0.0, 1.0)
     ink[ink < NOISE_FLOOR] = 0.0
-    return _Levels(ink=np.rint(ink * 255).astype(np.uint8), sure=ink > INK_LEVEL)
+    return _Levels(ink=np.rint(ink * 255).astype(np.uint8), sure=ink > INK_LEVEL,
+                   sure_in_thumbnail=ink > THUMBNAIL_INK_LEVEL)
 
 
 def _centre_by_mass(digit: np.ndarray, height: int, width: int) -> np.ndarray:
