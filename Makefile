@@ -48,12 +48,18 @@ setup-serve: $(VENV)/.serve
 browser:
 	@scripts/ensure_chromium.sh
 
+# The suite runs on one worker per core, at most 4 (each worker imports torch: ~0.5 GB); modules
+# stay whole on one worker (--dist loadscope), so a module's servers and fixtures start once.
+# TEST_WORKERS=0 runs it in this process.
+TEST_WORKERS ?= $(shell n=$$(nproc); echo $$(( n < 4 ? n : 4 )))
+PYTEST_PARALLEL = $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadscope)
+
 test: $(VENV)/.dev browser
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 
 # The default suite plus the `extended` tests (architectures outside the train-all matrix).
 test-all: $(VENV)/.dev browser
-	$(BIN)/python -m pytest -m "extended or not extended" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "extended or not extended" $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 
 train: $(VENV)/.dev
 	@test -n "$(MODEL)" -a -n "$(DATASET)" || { echo "usage: make train MODEL=<arch> DATASET=<mnist|cifar10> [EPOCHS=n]"; exit 2; }

@@ -80,6 +80,7 @@ class Catalog:
                 self._serve(entry, model)
                 providers = repository.after_fallback(providers, model)
             self._publish_status(entry)
+        await loop.run_in_executor(self._executor, repository.release_freed_heap)
         self.loaded.set()
         ready = [e.id for e in self.entries.values() if e.status == "ready"]
         log.info("%d of %d models ready: %s", len(ready), len(self.entries), ", ".join(ready) or "none")

@@ -24,7 +24,10 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
-@pytest.fixture(scope="session")
+# Module-scoped: Playwright's sync API keeps an event loop running on the thread while the browser
+# is open, and under pytest-xdist the worker that ran the page tests goes on to other modules,
+# whose asyncio.run() would then fail.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
     chromium = shutil.which("chromium")
     if chromium is None:
