@@ -7,6 +7,7 @@
 #   make quantize MODEL=<id>  publish models/<id>-int8 from the published fp32 model (int8 gate first)
 #   make quantize-all  an int8 variant of every published fp32 *-cifar10 model (FORCE=1 redoes them)
 #   make bench-engine  ONNX Runtime vs PyTorch eager on the CPU, every architecture; int8 vs fp32 ORT
+#   make bench-models  the README's model table: each model's accuracy, precision, size and ONNX Runtime speed
 #   make bench-stages  where one /predict spends its CPU, stage by stage, in-process
 #   make bench-digits  digit models on real-world degradations of the MNIST test set, through the service
 #   make bench-v2      Triton's perf_analyzer against the v2 protocol, HTTP and gRPC (PERF_ANALYZER=path)
@@ -22,7 +23,7 @@ export DATA_DIR
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: help setup setup-serve serve browser test test-all train train-all export export-all quantize quantize-all bench bench-train bench-engine bench-service bench-stages bench-digits bench-v2 bench-hostile container-test deploy-check clean
+.PHONY: help setup setup-serve serve browser test test-all train train-all export export-all quantize quantize-all bench bench-train bench-engine bench-service bench-models bench-stages bench-digits bench-v2 bench-hostile container-test deploy-check clean
 
 help:
 	@sed -n '1,/^PYTHON/p' Makefile | grep '^#' | sed 's/^# \{0,1\}//'
@@ -87,7 +88,7 @@ bench-train: $(VENV)/.dev
 
 bench-engine: $(VENV)/.dev
 	$(BIN)/python bench/engine.py
-	$(BIN)/python bench/int8.py
+	$(BIN)/python -m bench.int8
 
 # The service: serving dependencies only (no torch), models/ on $(HOST):$(PORT).
 serve: $(VENV)/.serve
@@ -96,6 +97,9 @@ serve: $(VENV)/.serve
 # Real servers and a load generator in another process (wrk if installed); prints the figures.
 bench-service: $(VENV)/.dev
 	$(BIN)/python bench/service_benchmark.py
+
+bench-models: $(VENV)/.dev
+	$(BIN)/python -m bench.models
 
 bench-stages: $(VENV)/.dev
 	$(BIN)/python bench/stages.py

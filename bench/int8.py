@@ -1,6 +1,6 @@
 """INT8 against fp32, both on ONNX Runtime's CPU provider, for every CIFAR-10 net of the matrix.
 
-    python bench/int8.py [--models models] [--batches 1,32] [--seconds 3] [--threads N]
+    python -m bench.int8 [--models models] [--batches 1,32] [--seconds 3] [--threads N]
 
 For each CIFAR-10 net of the train-all matrix whose fp32 model `models/<id>/` and int8 model
 `models/<id>-int8/` are both published (the others are listed as missing): images per second of

@@ -1,6 +1,6 @@
 """Each way of quantizing one fp32 model, measured: what ONNX Runtime fuses, how fast, how faithful.
 
-    python bench/int8_remedies.py models/resnet18-cifar10 [--variants s8s8,u8s8-rr] [--seconds 20] [--threads 2]
+    python -m bench.int8_remedies models/resnet18-cifar10 [--variants s8s8,u8s8-rr] [--seconds 20] [--threads 2]
 
 For every variant below: the fp32 model quantized that way (MinMax calibration on the real
 training images of tests/fixtures; the speed does not depend on the calibration), the node counts

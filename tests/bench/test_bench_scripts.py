@@ -1,0 +1,36 @@
+"""The benchmark scripts start the way the Makefile and their usage lines run them.
+
+`bench/` is not an installed package: a script that imports another bench module works only
+when run as a module from the checkout (`python -m bench.int8`); run as a file
+(`python bench/int8.py`) it stops at its first import.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+from testkit.live_server import REPO_ROOT
+
+BENCH = REPO_ROOT / "bench"
+IMPORTS_BENCH = sorted(p.stem for p in BENCH.glob("*.py")
+                       if re.search(r"^from bench\.|^import bench\.", p.read_text(), re.MULTILINE))
+
+
+def test_some_scripts_share_bench_code() -> None:
+    assert {"int8", "int8_remedies", "models"} <= set(IMPORTS_BENCH)
+
+
+@pytest.mark.parametrize("name", IMPORTS_BENCH)
+def test_a_script_that_imports_bench_is_run_as_a_module(name: str) -> None:
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    usage = (BENCH / f"{name}.py").read_text()
+    assert f"bench/{name}.py" not in makefile, f"the Makefile runs bench/{name}.py as a file: use -m bench.{name}"
+    assert f"python -m bench.{name}" in usage, f"bench/{name}.py's usage line does not say python -m bench.{name}"
+    started = subprocess.run([sys.executable, "-m", f"bench.{name}", "--help"], cwd=REPO_ROOT,
+                             capture_output=True, text=True, timeout=120)
+    assert started.returncode == 0, started.stderr[-2000:]
+    assert "usage:" in started.stdout
