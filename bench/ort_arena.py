@@ -1,7 +1,7 @@
 """ONNX Runtime's CPU memory: each session's own arena, one arena shared by every session of the
 process, or none; per model and batch size, interleaved in-process.
 
-    python bench/ort_arena.py [--models nin-cifar10,cnn-mnist,alexnet-cifar10] [--rounds 6]
+    python bench/ort_arena.py [--models nin-cifar10,cnn-mnist,alexnet-cifar10-int8] [--rounds 6]
     python bench/ort_arena.py --memory      # RSS of the whole starter set, each way, a process each
 
 Three sessions of each committed model (1 ONNX Runtime thread, as a cnnzoo worker on 2 cores has),
@@ -84,7 +84,7 @@ def starter_set_rss(allocator: str) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", default="nin-cifar10,cnn-mnist,alexnet-cifar10")
+    parser.add_argument("--models", default="nin-cifar10,cnn-mnist,alexnet-cifar10-int8")
     parser.add_argument("--batches", default="1,8,32")
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--memory", action="store_true", help="RSS of the starter set, each allocator")
