@@ -1,5 +1,6 @@
 """ONNX Runtime's CPU memory: each session's own arena, one arena shared by every session of the
-process, or none; per model and batch size, interleaved in-process.
+process (with or without ORT's memory patterns), or none; per model and batch size, interleaved
+in-process.
 
     python bench/ort_arena.py [--models nin-cifar10,cnn-mnist,alexnet-cifar10-int8] [--rounds 6]
     python bench/ort_arena.py --memory      # RSS of the whole starter set, each way, a process each
@@ -8,7 +9,9 @@ Three sessions of each committed model (1 ONNX Runtime thread, as a cnnzoo worke
 one per allocator, timed in rotating order round after round; prints the median time per run and
 each ratio to the own arena's. An own arena keeps its model's largest batch allocated (memory,
 once per model); without one every run allocates afresh (time); the shared arena keeps the
-largest batch of any model, once (service/repository.py).
+largest batch of any model, once (service/repository.py). A memory pattern is one block planned
+for all of a run's tensors, per input shape: each new batch size wants a block of its own size,
+which the arena may not have free ("shared-no-pattern" allocates tensor by tensor instead).
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ from service.repository import share_cpu_arena
 from testkit.measure import machine_line, rss_mb
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
-ALLOCATORS = ("own", "shared", "none")
+ALLOCATORS = ("own", "shared", "shared-no-pattern", "none")
+MEMORY_BATCHES = (1, 8, 32, 3, 17, 26, 11)  # sizes as the service's dynamic batching forms them
 
 
 def session(model: str, allocator: str) -> ort.InferenceSession:
@@ -37,8 +41,9 @@ def session(model: str, allocator: str) -> ort.InferenceSession:
     options.intra_op_num_threads = 1
     options.log_severity_level = 3
     options.enable_cpu_mem_arena = allocator != "none"
-    if allocator == "shared":
+    if allocator.startswith("shared"):
         share_cpu_arena(options)
+    options.enable_mem_pattern = allocator != "shared-no-pattern"
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(MODELS / model / "1" / "model.onnx"), options, providers=["CPUExecutionProvider"])
 
@@ -55,20 +60,19 @@ def compare_speed(models: list[str], batches: list[int], rounds: int) -> None:
                 s.run(None, feed)  # warm-up: the arena's first allocation, kernels' first use
             repeat = max(3, 200 // n)
             for r in range(rounds):
-                order = ALLOCATORS[r % 3:] + ALLOCATORS[:r % 3]
+                order = ALLOCATORS[r % len(ALLOCATORS):] + ALLOCATORS[:r % len(ALLOCATORS)]
                 for allocator in order:
                     start = time.perf_counter()
                     for _ in range(repeat):
                         sessions[allocator].run(None, feed)
                     times[allocator].append((time.perf_counter() - start) / repeat)
             ms = {allocator: statistics.median(t) * 1e3 for allocator, t in times.items()}
-            print(f"{model:18s} batch {n:2d}: own {ms['own']:8.3f} ms, shared {ms['shared']:8.3f} ms "
-                  f"({ms['shared'] / ms['own']:.3f}x), none {ms['none']:8.3f} ms ({ms['none'] / ms['own']:.3f}x)",
-                  flush=True)
+            others = ", ".join(f"{a} {ms[a]:8.3f} ms ({ms[a] / ms['own']:.3f}x)" for a in ALLOCATORS[1:])
+            print(f"{model:18s} batch {n:2d}: own {ms['own']:8.3f} ms, {others}", flush=True)
 
 
 def starter_set_rss(allocator: str) -> str:
-    """In this (fresh) process: every committed model's session, then batches 1, 8 and 32 on each."""
+    """In this (fresh) process: every committed model's session, then batches of MEMORY_BATCHES on each."""
     def own_rss_mb() -> float:
         return rss_mb(os.getpid())
     before = own_rss_mb()
@@ -76,10 +80,10 @@ def starter_set_rss(allocator: str) -> str:
                 for folder in sorted(MODELS.iterdir()) if (folder / "1" / "model.onnx").is_file()]
     ready = own_rss_mb()
     for s, shape in sessions:
-        for n in (1, 8, 32):
+        for n in MEMORY_BATCHES:
             s.run(None, {s.get_inputs()[0].name: np.zeros([n, *shape], np.float32)})
-    return (f"{allocator:6s} arena: {len(sessions)} models; RSS {before:.0f} MB before, {ready:.0f} MB with the "
-            f"sessions, {own_rss_mb():.0f} MB after batches 1, 8 and 32 on each")
+    return (f"{allocator:17s} arena: {len(sessions)} models; RSS {before:.0f} MB before, {ready:.0f} MB with the "
+            f"sessions, {own_rss_mb():.0f} MB after batches of {', '.join(map(str, MEMORY_BATCHES))} on each")
 
 
 def main() -> int:

@@ -117,6 +117,10 @@ def open_session(onnx: Path, card: Card, providers: tuple[str, ...], ort_threads
     # Idle ONNX Runtime threads spin by default, stealing the CPU from the event loop.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     share_cpu_arena(options)
+    # No memory patterns: a pattern is one block per input shape for all of a run's tensors, and
+    # dynamic batching makes many shapes, run at once by several threads. Without them a worker
+    # ended a load 80-100 MB smaller, at <= 4 % of the ORT call (docs/results.md, 2026-12-04).
+    options.enable_mem_pattern = False
     available = set(ort.get_available_providers())
     usable = [p for p in providers if p in available] or [CPU]
     try:
@@ -154,9 +158,9 @@ def _register_shared_cpu_arena() -> None:
 def release_freed_heap() -> bool:
     """Hand the heap that loading freed back to the system (glibc's `malloc_trim`): parsing a
     model and laying out its weights frees memory between blocks that stay, which glibc keeps.
-    AlexNet fp32 alone: 79 MB resident after loading, 39 MB after the trim; a worker with the
-    2026-12-04 starter set at ready: 261 MB, 245-250 MB. False where the C library has no
-    `malloc_trim` (musl, macOS)."""
+    AlexNet fp32 alone: 79 MB resident after loading, 39 MB after the trim; a worker at ready
+    with the starter set of early 2026-12-04 (AlexNet fp32 in it): 261 MB, 245-250 MB with the
+    trim. False where the C library has no `malloc_trim` (musl, macOS)."""
     libc = _libc()
     if libc is None or not hasattr(libc, "malloc_trim"):
         return False
@@ -166,9 +170,8 @@ def release_freed_heap() -> bool:
 
 @functools.cache
 def _libc() -> ctypes.CDLL | None:
-    name = ctypes.util.find_library("c")
-    try:
-        return ctypes.CDLL(name) if name else None
+    try:  # find_library asks ldconfig, which a slim image may lack
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
     except OSError:
         return None
 

@@ -80,7 +80,9 @@ RECIPES: dict[tuple[str, str], Recipe] = {
 # quiet: AlexNet 451 images/s, VGG-16 233, ResNet-18 140 (about 2, 3.6 and 6 minutes an
 # epoch; PreAct-ResNet-18 as ResNet-18). Epochs are what 100 minutes hold, evaluation
 # included; AlexNet needs fewer. On an AVX2-only CPU (no bf16 units: fp32, ResNet-18 26
-# images/s, AlexNet 96) the same rows take about four times as long.
+# images/s, AlexNet 96) the same rows take about four times as long. Measured since: AlexNet's
+# row 57 minutes (EPYC, under load), VGG-16's 88 minutes on a 2-vCPU Intel Xeon with AMX (~260
+# images/s; docs/results.md, "2026-12-04: VGG16 on the CPU budget").
 # Peak rates are the full rows' scaled down from their batch 256-512 to 128. The EMA's decay
 # 0.997 averages over the last ~330 steps, under one epoch (390 steps).
 CPU_BUDGET = replace(CIFAR, batch_size=128, ema=0.997, tta="hflip")

@@ -47,6 +47,12 @@ def test_a_published_model_loads_and_runs(random_repo: Path) -> None:
     assert logits.shape == (3, 10)
 
 
+def test_sessions_plan_no_memory_pattern_per_batch_shape(random_repo: Path) -> None:
+    """Dynamic batching makes many batch shapes; a pattern for each kept 80-100 MB more per worker."""
+    options = load(random_repo / "cnn-mnist").session.get_session_options()
+    assert options.enable_mem_pattern is False
+
+
 def test_model_folders_are_the_visible_folders(repo_copy: Path) -> None:
     (repo_copy / ".cnn-mnist.partial").mkdir()  # an export in progress
     (repo_copy / "README").write_text("not a model")
