@@ -22,12 +22,11 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import onnxruntime as ort
 
-from bench.engine import session_options, time_interleaved
+from bench.engine import fixture_images, session_options, time_interleaved
 from export.int8_gate import cpu_description
 from export.quantize import normalised
 from modelrepo.card import Card, read_card
 from modelrepo.layout import INPUT_NAME, MODEL_FILE, OUTPUT_NAME, model_folders
-from training.datasets import load_split
 
 BATCHES = (1, 32)
 
@@ -35,7 +34,7 @@ BATCHES = (1, 32)
 def images_per_second(folder: Path, card: Card, threads: int, seconds: float) -> dict[int, float]:
     options = session_options(threads, ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
     session = ort.InferenceSession(str(folder / MODEL_FILE), options, providers=["CPUExecutionProvider"])
-    images = load_split(card.dataset, train=False, data_dir=ROOT / "tests" / "fixtures", download=False).images.numpy()
+    images = fixture_images(card.dataset).numpy()
     feeds = {batch: {INPUT_NAME: normalised(images[:batch], card.preprocessing)} for batch in BATCHES}
     medians = time_interleaved({batch: (lambda f=feed: session.run([OUTPUT_NAME], f)) for batch, feed in feeds.items()},
                                seconds)
