@@ -75,7 +75,11 @@ def _sniff(prefix: bytes, formats: tuple[str, ...]) -> str | None:
     Image.init()
     for fmt in formats:
         accept = Image.OPEN.get(fmt, (None, None))[1]
-        if accept is not None and accept(prefix) is True:
+        try:
+            recognised = accept is not None and accept(prefix) is True
+        except Exception:  # noqa: BLE001 - some plugins' checks fail on a prefix shorter than they read (DIB: < 4 bytes)
+            recognised = False
+        if recognised:
             return fmt
     return None
 

@@ -62,6 +62,9 @@ CASES = {
                                  400, "missing_file", "'file'"),
     "not an image": (raw("/predict/cnn-mnist", b"hello, I am text pretending to be a PNG"),
                      415, "unsupported_image", "not an image"),
+    # Shorter than some Pillow plugins' own checks read (DIB's: 4 bytes): was a 500.
+    **{f"a {n}-byte body": (raw("/predict/cnn-mnist", b"xy!"[:n]), 415, "unsupported_image", "not an image")
+       for n in (1, 2, 3)},
     "SVG is not a raster format": (raw("/predict/cnn-mnist", b'<svg xmlns="http://www.w3.org/2000/svg"/>',
                                        {"content-type": "image/svg+xml"}), 415, "unsupported_image", "not an image"),
     "JSON content type": (raw("/predict/cnn-mnist", b'{"image": "..."}', {"content-type": "application/json"}),
