@@ -6,7 +6,8 @@ starts (service/v2, on CNNZOO_GRPC_PORT unless it is 0; its HTTP routes are unde
 shutdown, gRPC calls in flight and requests still queued for a batch are answered first, then
 the threads stop. `/` serves the web page (service/page.py), `/schema` the API's description
 (service/schema_docs.py). Every request passes the guard against DNS rebinding and cross-site
-requests first (service/guards.py).
+requests first (service/guards.py). A raw image POSTed to `/predict/<model>`, the hot path, is
+answered before Litestar's router (service/raw_predict.py), by the same steps.
 
     uvicorn --factory service.app:create_app        # settings from CNNZOO_* variables
     python -m service                                # the same, with host/port/workers from them
@@ -21,7 +22,6 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, suppress
 from importlib.metadata import PackageNotFoundError, version
 
-from litestar import Litestar
 from litestar.exceptions import HTTPException
 
 from service import machine, pillow_warnings
@@ -32,6 +32,7 @@ from service.logs import UntrustedTextFormatter
 from service.metrics import Metrics
 from service.page import PAGE_ROUTES
 from service.predict import Decoding
+from service.raw_predict import ServiceApp
 from service.routes import ROUTES, ServiceState
 from service.schema_docs import openapi_config
 from service.settings import Settings
@@ -45,22 +46,23 @@ log = logging.getLogger("service")
 SHUTDOWN_MESSAGE = "service stopped: requests in flight answered, batchers and worker threads stopped"
 
 
-def create_app(settings: Settings | None = None) -> Litestar:
+def create_app(settings: Settings | None = None) -> ServiceApp:
     """The service for `settings` (default: read from the environment)."""
     settings = settings if settings is not None else Settings.from_env()
+    guard = RequestGuard(AllowedHosts.of(settings))
     _configure_logging(settings.log_level)
     pillow_warnings.install()
     schema()  # Triton's protobuf schema: a broken installation stops here, not at the first gRPC call
     version = _version()
 
     @asynccontextmanager
-    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+    async def lifespan(app: ServiceApp) -> AsyncIterator[None]:
         executor = ThreadPoolExecutor(settings.worker_threads, thread_name_prefix="cnnzoo-worker")
         metrics = Metrics()
         plan = machine.plan(settings.workers, settings.ort_threads)
         catalog = Catalog(settings, executor, metrics, ort_threads=plan.ort_threads)
         app.state.service = ServiceState(settings=settings, catalog=catalog, metrics=metrics, executor=executor,
-                                         plan=plan, decoding=Decoding.for_settings(settings, executor))
+                                         plan=plan, decoding=Decoding.for_settings(settings, executor), guard=guard)
         log.info("serving %s: %d model(s) found, batching %s (window %.1f ms, max %d), %d worker threads, "
                  "%d ONNX Runtime thread(s) per model; one of %d server process(es) (%s)",
                  settings.model_repository, len(catalog.entries),
@@ -82,10 +84,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
             executor.shutdown(wait=True, cancel_futures=True)
             log.info("%s", SHUTDOWN_MESSAGE)
 
-    return Litestar(
+    return ServiceApp(
         route_handlers=[*ROUTES, *V2_ROUTES, *PAGE_ROUTES],
         lifespan=[lifespan],
-        middleware=[RequestGuard(AllowedHosts.of(settings))],
+        middleware=[guard],
         request_max_body_size=settings.max_upload_bytes,
         multipart_form_part_limit=multipart_part_limit(settings),
         exception_handlers={  # under /v2 the protocol's own error shape

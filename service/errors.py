@@ -78,6 +78,16 @@ class BodyTimeout(ServiceError):
     headers = CLOSE
 
 
+class BodyTooLarge(ServiceError):
+    """The body is over CNNZOO_MAX_UPLOAD_BYTES (the connection is closed: the rest may follow)."""
+
+    status_code, code = 413, "payload_too_large"
+    headers = CLOSE
+
+    def __init__(self) -> None:
+        super().__init__("the request body is larger than the server accepts (CNNZOO_MAX_UPLOAD_BYTES)")
+
+
 class MultipartTooLarge(ServiceError):
     """More multipart parts, or a longer part header, than the form parser accepts."""
 
@@ -154,8 +164,9 @@ def http_error_handler(request: Request, exc: HTTPException) -> Response[ErrorBo
     elif status == 405:
         detail = f"{request.method} is not allowed on {request.url.path}; allowed: {headers.get('allow', 'see /schema')}"
     elif status == 413:
-        detail = "the request body is larger than the server accepts (CNNZOO_MAX_UPLOAD_BYTES)"
-        headers.update(CLOSE)
+        too_large = BodyTooLarge()
+        detail = too_large.detail
+        headers.update(too_large.headers)
     elif status == 400 and isinstance(getattr(exc, "extra", None), list):  # parameter validation
         problems = [f"{item.get('key')}: {item.get('message')}" for item in exc.extra if isinstance(item, dict)]
         detail = "invalid parameter: " + "; ".join(problems) if problems else detail
@@ -163,6 +174,10 @@ def http_error_handler(request: Request, exc: HTTPException) -> Response[ErrorBo
 
 
 def internal_error_handler(request: Request, exc: Exception) -> Response[ErrorBody]:
-    log.exception("unhandled error on %s %r", request.method, request.url.path, exc_info=exc)
-    return Response(ErrorBody(error="internal_error", detail="the server failed on this request; it has been logged"),
-                    status_code=500)
+    return Response(internal_error(request.method, request.url.path, exc), status_code=500)
+
+
+def internal_error(method: str, path: str, exc: Exception) -> ErrorBody:
+    """Logs an unexpected failure; the 500 answer's body."""
+    log.exception("unhandled error on %s %r", method, path, exc_info=exc)
+    return ErrorBody(error="internal_error", detail="the server failed on this request; it has been logged")

@@ -17,7 +17,7 @@ The health probes answer any Host: a kubelet asks `Host: <pod IP>`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from urllib.parse import urlsplit
 
 from litestar.datastructures import Headers
@@ -78,17 +78,21 @@ class RequestGuard(ASGIMiddleware):
         self.hosts = hosts
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
-        headers = Headers.from_scope(scope)
+        self.check(Headers.from_scope(scope), scope["method"])
+        await next_app(scope, receive, send)
+
+    def check(self, headers: Mapping[str, str], method: str) -> None:
+        """Raises UnknownHost or CrossSiteRequest for a request the module refuses. `headers`:
+        lower-case names, the first value of each (as Litestar's `Headers.get` gives)."""
         host = headers.get("host")
         # No Host at all (HTTP/1.0) is no browser's request, so nothing to guard against.
         if host is not None and not self.hosts.allow(hostname(host)):
             raise UnknownHost(f"this server does not answer to the host {host!r} "
                               "(CNNZOO_ALLOWED_HOSTS names those it does)")
-        if scope["method"] not in SAFE_METHODS:
+        if method not in SAFE_METHODS:
             self._refuse_cross_site(headers, host)
-        await next_app(scope, receive, send)
 
-    def _refuse_cross_site(self, headers: Headers, host: str | None) -> None:
+    def _refuse_cross_site(self, headers: Mapping[str, str], host: str | None) -> None:
         fetch_site = headers.get("sec-fetch-site")
         origin = headers.get("origin")
         if fetch_site is not None and fetch_site.lower() not in OWN_FETCHES:

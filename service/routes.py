@@ -1,9 +1,12 @@
-"""The HTTP handlers: thin, reading the request and handing the work to plain modules."""
+"""The HTTP handlers: thin, reading the request and handing the work to plain modules.
+
+`POST /predict/{model}` with a raw image body is usually answered before Litestar's router, by
+service/raw_predict.py; both run `predict_upload`, so the route means the same either way."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Annotated
@@ -18,7 +21,7 @@ from service import openapi
 from service.catalog import Catalog
 from service.errors import (BadParameter, EmptyBody, ErrorBody, MissingFile, ServiceError, TooManyImages,
                             UnsupportedMediaType)
-from service.guards import ANY_HOST
+from service.guards import ANY_HOST, RequestGuard
 from service.metrics import Metrics
 from service.predict import Decoding, predict_image, predict_images
 from service.machine import Plan
@@ -42,6 +45,7 @@ class ServiceState:
     executor: Executor
     plan: Plan  # server processes and ONNX Runtime threads, as chosen for this machine
     decoding: Decoding  # the worker threads' share for decoding, and the image limits
+    guard: RequestGuard  # the app's middleware, for the hot path that runs before it (service/raw_predict.py)
 
 
 def _state(request: Request) -> ServiceState:
@@ -67,12 +71,20 @@ _ERRORS = {
 @post("/predict/{model:str}", status_code=200, operation_class=openapi.SingleImageOperation,
        responses=_ERRORS, summary="Classify one image")
 async def predict(request: Request, model: FromPath[str], top_k: TopK = 3, include: Include = None) -> Prediction:
-    started = time.perf_counter()
     state = _state(request)
+    return await predict_upload(state, model, top_k, include, lambda: _single_image(request, state.settings),
+                                started=time.perf_counter())
+
+
+async def predict_upload(state: ServiceState, model: str, top_k: int, include: str | None,
+                         read_image: Callable[[], Awaitable[bytes]], *, started: float) -> Prediction:
+    """`POST /predict/{model}` once its parameters are parsed, by Litestar or by the hot path.
+    `read_image` reads the request's image, called once the model is known to serve; `started`:
+    when the request reached the handler."""
     with state.metrics.tracked(model, state.catalog.entries, "predict"):
-        include_input = _includes_input(include)
+        include_input = includes_input(include)
         serving = state.catalog.serving(model)
-        data = await _single_image(request, state.settings)
+        data = await read_image()
         return await predict_image(serving, data, top_k, decoding=state.decoding, budget=state.decoding.budget(),
                                    started=started, include_input=include_input)
 
@@ -85,7 +97,7 @@ async def predict_batch(request: Request, model: FromPath[str], top_k: TopK = 3,
     started = time.perf_counter()
     state = _state(request)
     with state.metrics.tracked(model, state.catalog.entries, "batch"):
-        include_input = _includes_input(include)
+        include_input = includes_input(include)
         serving = state.catalog.serving(model)
         images = await _multipart_images(request, state.settings)
         outcomes = await predict_images(serving, images, top_k, decoding=state.decoding, started=started,
@@ -146,7 +158,7 @@ async def metrics(request: Request) -> bytes:
 ROUTES = [predict, predict_batch, list_models, model_card, live, ready, metrics]
 
 
-def _includes_input(include: str | None) -> bool:
+def includes_input(include: str | None) -> bool:
     """Whether `?include=` asks for the model's input; an unknown value is a 400, not ignored."""
     asked = [value.strip() for value in (include or "").split(",") if value.strip()]
     unknown = [value for value in asked if value not in INCLUDABLE]
@@ -158,18 +170,27 @@ def _includes_input(include: str | None) -> bool:
 
 async def _single_image(request: Request, settings: Settings) -> bytes:
     """The image bytes of a raw-body or multipart request."""
-    body = await read_body(request, settings.body_read_timeout_s)
-    if not body:
-        raise EmptyBody(f"the request body is empty; {RAW_BODY_HINT}")
+    body = require_body(await read_body(request, settings.body_read_timeout_s))
     content_type = request.content_type[0]
     if content_type == "multipart/form-data":
         upload = (await read_form(request, settings)).get("file")
         if not isinstance(upload, UploadFile):
             raise MissingFile(f"no file in the multipart field 'file'; {RAW_BODY_HINT}")
         return await upload.read()
-    if content_type.startswith("image/") or content_type == "application/octet-stream":
+    if is_raw_image_type(content_type):
         return body
     raise UnsupportedMediaType(f"Content-Type {content_type or '(none)'!r} is not accepted; {RAW_BODY_HINT}")
+
+
+def is_raw_image_type(content_type: str) -> bool:
+    """Whether a (lower-case) media type carries the image as the raw body."""
+    return content_type.startswith("image/") or content_type == "application/octet-stream"
+
+
+def require_body(body: bytes) -> bytes:
+    if not body:
+        raise EmptyBody(f"the request body is empty; {RAW_BODY_HINT}")
+    return body
 
 
 async def _multipart_images(request: Request, settings: Settings) -> AsyncIterator[bytes]:

@@ -17,6 +17,7 @@ def test_defaults_serve_models_on_loopback() -> None:
     assert settings.batching is True
     assert settings.workers is None and settings.server == "granian"  # auto; and the faster server here
     assert settings.access_log is False  # it costs (docs/results.md)
+    assert settings.hot_path is True  # raw-body /predict answered before Litestar's router
     assert settings.grpc_port == 8001  # as on Triton
     # HTTP limits (issue 17): a slowloris waits 10 s at most for its headers, an upload 30 s.
     assert (settings.max_header_bytes, settings.header_read_timeout_s) == (32_768, 10.0)
