@@ -9,7 +9,8 @@ round after round, so that a change in the machine's load hits all of them alike
   peer    the obvious Litestar + ONNX Runtime server (bench/peer_server.py): a `sync_to_thread`
           handler, Pillow, one ONNX Runtime thread, no batching, `uvicorn` with one process;
   cnnzoo  `python -m service` as `make serve` starts it (batching on), and with batching off;
-          for cnn-mnist also on uvicorn instead of Granian, and with the access log on.
+          for cnn-mnist also on uvicorn instead of Granian, with the access log on, and with
+          the hot path off (CNNZOO_HOT_PATH=off: Litestar's router answers every request).
 The load is wrk (apt-get install wrk; else bench/loadgen.py), concurrency 64, a real MNIST digit
 or CIFAR-10 photo as a PNG body, to the committed `cnn-mnist` and `nin-cifar10`. It prints req/s,
 p50/p99 and errors per round, the medians and every ratio, ONNX Runtime's own in-process
@@ -157,8 +158,9 @@ def main() -> int:
         cnnzoo = {b: stack.enter_context(running_server(MODELS, work, workers="auto", batching=b))
                   for b in ("on", "off")}
         # The choices behind the defaults, measured beside them on the cheap model, where the
-        # server's own cost shows: the other ASGI server, and the access log on.
-        variants = {"uvicorn": {"server": "uvicorn"}, "access log on": {"access_log": "on"}}
+        # server's own cost shows: the other ASGI server, the access log on, the hot path off.
+        variants = {"uvicorn": {"server": "uvicorn"}, "access log on": {"access_log": "on"},
+                    "hot path off": {"hot_path": "off"}}
         for name, settings in variants.items():
             cnnzoo[name] = stack.enter_context(running_server(MODELS, work, workers="auto", **settings))
 
@@ -204,7 +206,7 @@ def report(runs: dict[str, list[Measure]], plan: machine.Plan) -> None:
     print(f"\ncnn-mnist: {mnist.req_s / med['peer cnn-mnist'].req_s:.2f}x the peer (goal >= 3.5), "
           f"{mnist.req_s / bare:.2f} of the bare GET on {plan.workers} processes (goal >= 0.33), "
           f"p99 {mnist.p99_ms:.1f} ms (goal <= 40), {mnist.errors} errors")
-    for variant in ("uvicorn", "access log on"):
+    for variant in ("uvicorn", "access log on", "hot path off"):
         other = med[f"cnnzoo cnn-mnist {variant}"]
         print(f"cnn-mnist with {variant}: {other.req_s / mnist.req_s:.2f}x the default's req/s, p99 {other.p99_ms:.1f} ms")
 

@@ -101,16 +101,31 @@ def test_no_loadable_model_means_not_ready(repo_copy: Path, tmp_path: Path) -> N
 
 @pytest.mark.parametrize("asgi_server", SERVERS)
 def test_sigterm_lets_in_flight_requests_finish(random_repo: Path, tmp_path: Path, asgi_server: str) -> None:
-    # A long batching window holds the request inside the server while SIGTERM arrives.
-    with running_server(random_repo, tmp_path, batch_window_ms=1500, server=asgi_server) as server:
-        answers: list[httpx.Response] = []
-        request = threading.Thread(target=lambda: answers.append(httpx.post(
-            f"{server.url}/predict/cnn-mnist", content=encode(mnist_test()[0][0]), headers=PNG, timeout=30)))
+    # The body arrives in two parts a second apart: the request is inside the server, its body
+    # half read, when SIGTERM arrives half-way.
+    body = encode(mnist_test()[0][0])
+
+    def slow_body():
+        yield body[:50]
+        time.sleep(1.0)
+        yield body[50:]
+
+    with running_server(random_repo, tmp_path, server=asgi_server) as server:
+        answers: list[tuple[httpx.Response, float]] = []
+
+        def send() -> None:
+            answer = httpx.post(f"{server.url}/predict/cnn-mnist", content=slow_body(), headers=PNG, timeout=30)
+            answers.append((answer, time.monotonic()))
+        request = threading.Thread(target=send)
         request.start()
         time.sleep(0.5)
+        signalled = time.monotonic()
         exit_code = server.stop()
         request.join(30)
-    assert answers and answers[0].status_code == 200 and answers[0].json()["model"] == "cnn-mnist"
+    assert answers, "the request in flight got no answer"
+    answer, answered = answers[0]
+    assert answer.status_code == 200 and answer.json()["model"] == "cnn-mnist", answer.text
+    assert answered > signalled  # it was in flight at SIGTERM, and still answered
     # uvicorn finishes its graceful shutdown, then re-raises SIGTERM to exit as signalled.
     assert exit_code in (0, -signal.SIGTERM)
     assert SHUTDOWN_MESSAGE in server.log()
