@@ -22,12 +22,11 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import onnxruntime as ort
 
-from bench.engine import session_options, time_interleaved
+from bench.engine import fixture_images, session_options, time_interleaved
 from export.int8_gate import cpu_description
 from export.quantize import int8_id, normalised
 from modelrepo.card import read_card
 from modelrepo.layout import INPUT_NAME, MODEL_FILE, OUTPUT_NAME
-from training.datasets import load_split
 from training.recipes import TRAIN_ALL, model_id
 
 GOAL = 2.0
@@ -50,7 +49,7 @@ def bench_net(models: Path, net: str, batches: list[int], seconds: float, thread
     sessions = {precision: ort.InferenceSession(str(models / name / MODEL_FILE), session_options(threads, level),
                                                 providers=["CPUExecutionProvider"])
                 for precision, name in (("fp32", net), ("int8", int8_id(net)))}
-    images = load_split(card.dataset, train=False, data_dir=ROOT / "tests" / "fixtures", download=False).images
+    images = fixture_images(card.dataset)
     rows = []
     for batch in batches:
         feed = {INPUT_NAME: normalised(images[:batch].numpy(), card.preprocessing)}
