@@ -16,7 +16,7 @@ from litestar.enums import MediaType
 from litestar.exceptions import HTTPException
 from litestar.params import FromPath
 
-from service.errors import CLOSE, ServiceError
+from service.errors import CLOSE, BodyTooLarge, ServiceError
 from service.guards import ANY_HOST
 from service.routes import ServiceState
 from service.uploads import read_body
@@ -141,5 +141,5 @@ def _framework_message(request: Request, exc: HTTPException) -> str:
     if exc.status_code == 405:
         return f"{request.method} is not allowed on {request.url.path}"
     if exc.status_code == 413:
-        return "the request body is larger than the server accepts (CNNZOO_MAX_UPLOAD_BYTES)"
+        return BodyTooLarge().detail
     return str(exc.detail)
