@@ -10,7 +10,8 @@ round after round, so that a change in the machine's load hits all of them alike
           handler, Pillow, one ONNX Runtime thread, no batching, `uvicorn` with one process;
   cnnzoo  `python -m service` as `make serve` starts it (batching on), and with batching off;
           for cnn-mnist also on uvicorn instead of Granian, with the access log on, and with
-          the hot path off (CNNZOO_HOT_PATH=off: Litestar's router answers every request).
+          the hot path off (CNNZOO_HOT_PATH=off: Litestar's router answers every request); for
+          both, with batches of up to 32 (CNNZOO_MAX_BATCH=32; the default on a CPU is 8).
 The load is wrk (apt-get install wrk; else bench/loadgen.py), concurrency 64, a real MNIST digit
 or CIFAR-10 photo as a PNG body, to the committed `cnn-mnist` and `nin-cifar10`. It prints req/s,
 p50/p99 and errors per round, the medians and every ratio, ONNX Runtime's own in-process
@@ -48,6 +49,13 @@ ROOT = Path(__file__).resolve().parent.parent
 MODELS = ROOT / "models"
 CONCURRENCY = 64
 SCENARIOS = ("cnn-mnist", "nin-cifar10")
+# name: (CNNZOO_ settings, the models measured on it)
+VARIANTS = {
+    "uvicorn": ({"server": "uvicorn"}, ("cnn-mnist",)),
+    "access log on": ({"access_log": "on"}, ("cnn-mnist",)),
+    "hot path off": ({"hot_path": "off"}, ("cnn-mnist",)),
+    "max batch 32": ({"max_batch": 32}, SCENARIOS),
+}
 
 
 @dataclass
@@ -157,11 +165,10 @@ def main() -> int:
             work / f"peer-{m}.log"))[0] for m in SCENARIOS}
         cnnzoo = {b: stack.enter_context(running_server(MODELS, work, workers="auto", batching=b))
                   for b in ("on", "off")}
-        # The choices behind the defaults, measured beside them on the cheap model, where the
-        # server's own cost shows: the other ASGI server, the access log on, the hot path off.
-        variants = {"uvicorn": {"server": "uvicorn"}, "access log on": {"access_log": "on"},
-                    "hot path off": {"hot_path": "off"}}
-        for name, settings in variants.items():
+        # The choices behind the defaults, measured beside them: on the cheap model, where the
+        # server's own cost shows, the other ASGI server, the access log on, the hot path off;
+        # on both, the larger batches.
+        for name, (settings, _) in VARIANTS.items():
             cnnzoo[name] = stack.enter_context(running_server(MODELS, work, workers="auto", **settings))
 
         runs: dict[str, list[Measure]] = {}
@@ -170,8 +177,8 @@ def main() -> int:
             targets += [(f"peer {m}", f"{peers[m]}/predict/{m}", bodies[m]),
                         (f"cnnzoo {m}", f"{cnnzoo['on'].url}/predict/{m}", bodies[m]),
                         (f"cnnzoo {m} batching off", f"{cnnzoo['off'].url}/predict/{m}", bodies[m])]
-        targets += [(f"cnnzoo cnn-mnist {name}", f"{cnnzoo[name].url}/predict/cnn-mnist", bodies["cnn-mnist"])
-                    for name in variants]
+        targets += [(f"cnnzoo {m} {name}", f"{cnnzoo[name].url}/predict/{m}", bodies[m])
+                    for name, (_, models) in VARIANTS.items() for m in models]
         for url, body in {(u, b) for _, u, b in targets}:
             wrk(url, body, 2, work)  # warm-up: connections, caches, batchers
         for r in range(args.rounds):
@@ -181,12 +188,14 @@ def main() -> int:
                 print(f"round {r + 1}  {name:32s} {m.req_s:9.1f} req/s  p50 {m.p50_ms:7.2f} ms  "
                       f"p99 {m.p99_ms:7.2f} ms  errors {m.errors}", flush=True)
         rss = workers_rss_mb(cnnzoo["on"].process.pid)
+        rss_32 = workers_rss_mb(cnnzoo["max batch 32"].process.pid)  # the same load, larger batches
         report(runs, plan)
         ort_rate = ort_batch32_images_per_s("nin-cifar10", plan.workers * plan.ort_threads)
         served = statistics.median(m.req_s for m in runs["cnnzoo nin-cifar10"])
         print(f"\nnin-cifar10: ONNX Runtime alone, batch 32, {plan.workers * plan.ort_threads} threads: "
               f"{ort_rate:.0f} images/s; cnnzoo serves {served:.0f} req/s = {served / ort_rate:.2f} of it (goal >= 0.85)")
-        print(f"cnnzoo RSS per worker process after the run: {', '.join(f'{x:.0f} MB' for x in rss)} (goal <= 200 MB)")
+        print(f"cnnzoo RSS per worker process after the run: {', '.join(f'{x:.0f} MB' for x in rss)} (goal <= 200 MB); "
+              f"with max batch 32: {', '.join(f'{x:.0f} MB' for x in rss_32)}")
         if args.soak:
             soak(cnnzoo["on"], bodies["cnn-mnist"], args.soak, work)
     return 0
@@ -206,9 +215,10 @@ def report(runs: dict[str, list[Measure]], plan: machine.Plan) -> None:
     print(f"\ncnn-mnist: {mnist.req_s / med['peer cnn-mnist'].req_s:.2f}x the peer (goal >= 3.5), "
           f"{mnist.req_s / bare:.2f} of the bare GET on {plan.workers} processes (goal >= 0.33), "
           f"p99 {mnist.p99_ms:.1f} ms (goal <= 40), {mnist.errors} errors")
-    for variant in ("uvicorn", "access log on", "hot path off"):
-        other = med[f"cnnzoo cnn-mnist {variant}"]
-        print(f"cnn-mnist with {variant}: {other.req_s / mnist.req_s:.2f}x the default's req/s, p99 {other.p99_ms:.1f} ms")
+    for variant, (_, models) in VARIANTS.items():
+        for m in models:
+            other, default = med[f"cnnzoo {m} {variant}"], med[f"cnnzoo {m}"]
+            print(f"{m} with {variant}: {other.req_s / default.req_s:.2f}x the default's req/s, p99 {other.p99_ms:.1f} ms")
 
 
 def soak(server, body: Path, seconds: int, work: Path) -> None:

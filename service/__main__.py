@@ -26,10 +26,11 @@ def main() -> int:
     except SettingsError as err:
         print(f"python -m service: {err}", file=sys.stderr)
         return 2
-    plan = machine.plan(settings.workers, settings.ort_threads)
+    plan = machine.plan(settings.workers, settings.ort_threads, max_batch=settings.max_batch)
     print(f"python -m service: {settings.server} with {plan.workers} worker process"
           f"{'es' if plan.workers != 1 else ''} ({plan.reason}), {plan.ort_threads} ONNX Runtime "
-          f"thread{'s' if plan.ort_threads != 1 else ''} per model", file=sys.stderr, flush=True)
+          f"thread{'s' if plan.ort_threads != 1 else ''} per model, batches of at most {plan.max_batch}",
+          file=sys.stderr, flush=True)
     if settings.server == "granian":
         serve_granian(settings, plan.workers)
     else:

@@ -52,9 +52,10 @@ class Serving:
 
 
 class Catalog:
-    def __init__(self, settings: Settings, executor: Executor, metrics: Metrics, *, ort_threads: int) -> None:
+    def __init__(self, settings: Settings, executor: Executor, metrics: Metrics, *, ort_threads: int,
+                 max_batch: int) -> None:
         self.settings = settings
-        self.ort_threads = ort_threads
+        self.ort_threads, self.max_batch = ort_threads, max_batch  # as machine.plan chose them
         self._executor = executor
         self._metrics = metrics
         self.entries: dict[str, ModelEntry] = {
@@ -68,7 +69,7 @@ class Catalog:
         loop = asyncio.get_running_loop()
         providers = machine.usable_providers(self.settings.providers)
         await loop.run_in_executor(self._executor, repository.preload_cuda, providers)
-        sizes = (1, self.settings.max_batch) if self.settings.batching else (1,)
+        sizes = (1, self.max_batch) if self.settings.batching else (1,)
         for entry in self.entries.values():
             try:
                 model = await loop.run_in_executor(
@@ -88,7 +89,7 @@ class Catalog:
     def _serve(self, entry: ModelEntry, model: LoadedModel) -> None:
         entry.card, entry.model = model.card, model
         entry.batcher = Batcher(
-            model.score, self._executor, max_batch=self.settings.max_batch,
+            model.score, self._executor, max_batch=self.max_batch,
             window_s=self.settings.batch_window_ms / 1000, enabled=self.settings.batching,
             max_in_flight=self.settings.worker_threads, on_batch=self._metrics.batch_recorder(model.id))
         entry.batcher.start()

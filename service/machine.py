@@ -18,6 +18,11 @@ from modelrepo.providers import CPU, CUDA, TENSORRT
 log = logging.getLogger("service.machine")
 
 GPU_PROVIDERS = (CUDA, TENSORRT)
+# CNNZOO_MAX_BATCH=auto. On a CPU a batch of 8 already spreads ONNX Runtime's per-call cost
+# (cnn-mnist: 15 µs an image at 8 and at 32) and a larger one only holds more activations
+# (nin-cifar10: +14 MB at 8, +48 MB at 32, the same 2.3 ms an image); a GPU wants large batches
+# (docs/results.md, "Batches of 8 on the CPU").
+CPU_MAX_BATCH, GPU_MAX_BATCH = 8, 32
 
 
 def nvidia_gpus(dev: Path = Path("/dev")) -> int:
@@ -44,19 +49,22 @@ def usable_cpus(cgroup: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
 
 @dataclass(frozen=True)
 class Plan:
-    """How many server processes, how many ONNX Runtime threads each, and why."""
+    """How many server processes, how many ONNX Runtime threads each, the largest batch, and why."""
 
     workers: int
     ort_threads: int
+    max_batch: int
     gpus: int
     cpus: int
     reason: str
 
 
-def plan(workers: int | None, ort_threads: int, gpus: int | None = None, cpus: int | None = None) -> Plan:
+def plan(workers: int | None, ort_threads: int, gpus: int | None = None, cpus: int | None = None,
+         max_batch: int | None = None) -> Plan:
     """`workers=None` (CNNZOO_WORKERS=auto): one process per GPU when there are GPUs, else one
     per CPU. `ort_threads=0`: the CPUs shared out among the processes, at least one each, so
-    that two processes on two cores do not run four ONNX Runtime threads."""
+    that two processes on two cores do not run four ONNX Runtime threads. `max_batch=None`
+    (CNNZOO_MAX_BATCH=auto): GPU_MAX_BATCH with a GPU, else CPU_MAX_BATCH."""
     gpus = nvidia_gpus() if gpus is None else gpus
     cpus = usable_cpus() if cpus is None else cpus
     if workers is None:
@@ -65,7 +73,8 @@ def plan(workers: int | None, ort_threads: int, gpus: int | None = None, cpus: i
     else:
         reason = "CNNZOO_WORKERS"
     threads = ort_threads or max(1, cpus // workers)
-    return Plan(workers, threads, gpus, cpus, reason)
+    batch = max_batch or (GPU_MAX_BATCH if gpus else CPU_MAX_BATCH)
+    return Plan(workers, threads, batch, gpus, cpus, reason)
 
 
 def usable_providers(providers: tuple[str, ...], gpus: int | None = None) -> tuple[str, ...]:

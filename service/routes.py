@@ -124,7 +124,7 @@ async def list_models(request: Request) -> ModelList:
             test_accuracy=card and card.test_accuracy, provider=entry.provider,
             status=entry.status, error=entry.error))
     plan = _state(request).plan
-    return ModelList(models=summaries, server=ServerPlan(workers=plan.workers, ort_threads=plan.ort_threads,
+    return ModelList(models=summaries, server=ServerPlan(workers=plan.workers, ort_threads=plan.ort_threads, max_batch=plan.max_batch,
                                                          chosen_by=plan.reason))
 
 

@@ -110,6 +110,7 @@ class ServerPlan(msgspec.Struct):
 
     workers: int  # server processes, each with every model
     ort_threads: int  # ONNX Runtime intra-op threads per model
+    max_batch: int  # most inputs in one ONNX Runtime call (CNNZOO_MAX_BATCH; auto: 8 on a CPU, 32 with a GPU)
     chosen_by: str  # e.g. "auto: 2 CPUs, no NVIDIA GPU"
 
 

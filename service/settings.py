@@ -35,7 +35,9 @@ class Settings:
     max_batch_images: int = 64  # images in one POST /predict/{model}/batch
     batching: bool = True
     batch_window_ms: float = 2.0  # how long the first request of a batch waits for company
-    max_batch: int = 32
+    # Most inputs in one ONNX Runtime call. None ("auto"): 32 with an NVIDIA GPU, 8 without
+    # (service/machine.py says why).
+    max_batch: int | None = None
     worker_threads: int = 2  # threads that decode images and run ONNX Runtime
     ort_threads: int = 0  # intra-op threads per session; 0 lets ONNX Runtime choose
     host: str = "127.0.0.1"
@@ -68,8 +70,7 @@ class Settings:
     max_request_pixels: int = 64_000_000
 
     def __post_init__(self) -> None:
-        for name in ("max_upload_bytes", "max_image_pixels", "max_batch_images", "max_batch",
-                     "worker_threads", "max_connections"):
+        for name in ("max_upload_bytes", "max_image_pixels", "max_batch_images", "worker_threads", "max_connections"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{PREFIX}{name.upper()} must be at least 1, got {getattr(self, name)}")
         if self.batch_window_ms < 0 or self.ort_threads < 0:
@@ -81,8 +82,9 @@ class Settings:
             raise SettingsError(f"{PREFIX}GRPC_PORT and {PREFIX}PORT are both {self.port}: gRPC needs a port of its own")
         if not self.providers:
             raise SettingsError(f"{PREFIX}PROVIDERS must name at least one provider")
-        if self.workers is not None and self.workers < 1:
-            raise SettingsError(f"{PREFIX}WORKERS must be auto or at least 1, got {self.workers}")
+        for name in ("workers", "max_batch"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise SettingsError(f"{PREFIX}{name.upper()} must be auto or at least 1, got {getattr(self, name)}")
         if self.max_header_bytes < MIN_HEADER_BYTES:
             raise SettingsError(f"{PREFIX}MAX_HEADER_BYTES must be at least {MIN_HEADER_BYTES} (Granian's smallest "
                                 f"buffer), got {self.max_header_bytes}")
@@ -107,7 +109,7 @@ class Settings:
             raw = environ.get(key)
             if raw is None or raw.strip() == "":
                 continue
-            if field.name == "workers":
+            if field.name in ("workers", "max_batch"):
                 values[field.name] = None if raw.strip().lower() == "auto" else _parse(key, raw.strip(), 1)
             elif field.name == "allowed_hosts":
                 values[field.name] = tuple(host.strip() for host in raw.split(",") if host.strip())

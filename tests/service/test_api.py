@@ -14,6 +14,7 @@ from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
 from modelrepo.providers import CPU
+from service import machine
 from service.predict import top_classes
 from service.preprocess import digit_field, preprocess
 from service.repository import load_model
@@ -149,6 +150,14 @@ def test_models_lists_every_model_with_its_status(client: httpx.Client, random_r
             assert summary[key] == card[key]
     # The page's panel for each: the drawing pad for digits, the upload for photos.
     assert (listed["cnn-mnist"]["input_method"], listed["lenet5-cifar10"]["input_method"]) == ("draw", "upload")
+
+
+def test_models_says_how_the_server_runs(client: httpx.Client) -> None:
+    server = client.get("/models").json()["server"]
+    auto = machine.plan(None, 0)  # what this machine's defaults come to
+    # The test server sets CNNZOO_WORKERS=1 (testkit/live_server.py) and leaves the rest to auto.
+    assert server == {"workers": 1, "ort_threads": auto.cpus, "max_batch": auto.max_batch, "chosen_by": "CNNZOO_WORKERS"}
+    assert server["max_batch"] == (machine.GPU_MAX_BATCH if auto.gpus else machine.CPU_MAX_BATCH)
 
 
 def test_a_models_card_comes_with_its_status(client: httpx.Client, random_repo: Path) -> None:

@@ -46,6 +46,12 @@ def test_the_worker_plan(workers, gpus, cpus, expected, threads) -> None:
     assert machine.plan(workers, ort_threads=3, gpus=gpus, cpus=cpus).ort_threads == 3
 
 
+def test_the_largest_batch_is_8_on_a_cpu_and_32_with_a_gpu_unless_set() -> None:
+    assert machine.plan(None, 0, gpus=0, cpus=2).max_batch == machine.CPU_MAX_BATCH == 8
+    assert machine.plan(None, 0, gpus=1, cpus=16).max_batch == machine.GPU_MAX_BATCH == 32
+    assert machine.plan(None, 0, gpus=0, cpus=2, max_batch=64).max_batch == 64  # CNNZOO_MAX_BATCH=64
+
+
 def test_without_a_gpu_the_cuda_providers_are_never_asked_for(caplog) -> None:
     with caplog.at_level(logging.INFO, logger="service.machine"):
         assert machine.usable_providers((TENSORRT, CUDA, CPU), gpus=0) == (CPU,)

@@ -36,6 +36,9 @@ def test_workers_are_auto_or_a_number() -> None:
     assert Settings.from_env({"CNNZOO_WORKERS": "auto"}).workers is None
     assert Settings.from_env({"CNNZOO_WORKERS": "AUTO"}).workers is None
     assert Settings.from_env({"CNNZOO_WORKERS": "3"}).workers == 3
+    assert Settings.from_env({}).max_batch is None  # auto: machine.plan chooses
+    assert Settings.from_env({"CNNZOO_MAX_BATCH": "auto"}).max_batch is None
+    assert Settings.from_env({"CNNZOO_MAX_BATCH": "16"}).max_batch == 16
     assert Settings.from_env({"CNNZOO_SERVER": "uvicorn"}).server == "uvicorn"
 
 
