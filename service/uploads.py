@@ -3,9 +3,10 @@
 Litestar enforces the size (CNNZOO_MAX_UPLOAD_BYTES: 413) while it reads; `read_raw_body`, which
 reads the hot path's body straight from the ASGI server (service/raw_predict.py), does the same.
 This module adds a deadline for the whole body (CNNZOO_BODY_READ_TIMEOUT_S: 408; neither Granian
-nor uvicorn has one), and turns what Litestar's multipart parser raises for hostile forms into clear errors: its
-part limits become 413 (Litestar 2 answers them with a 400 "Request Entity Too Large"), and a
-text field that is not UTF-8 a 400 (Litestar lets the UnicodeDecodeError through: a 500).
+nor uvicorn has one), and turns what Litestar's multipart parser raises for hostile forms into
+clear errors: its part limits become 413 (Litestar 2 answers them with a 400 "Request Entity Too
+Large"), and a text field that is not UTF-8 a 400 (Litestar lets the UnicodeDecodeError through:
+a 500).
 """
 
 from __future__ import annotations
