@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_MODELS = "cnn-mnist,nin-cifar10,nin-cifar10-int8,alexnet-cifar10-int8,vgg16-cifar10-int8"
+DEFAULT_MODELS = "cnn-mnist,nin-cifar10,nin-cifar10-int8,alexnet-cifar10-int8,vgg16-cifar10-int8,resnet18-cifar10-int8"
 
 
 def rss_mb() -> float:
