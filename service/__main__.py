@@ -29,7 +29,7 @@ def main() -> int:
     plan = machine.plan(settings.workers, settings.ort_threads, max_batch=settings.max_batch)
     print(f"python -m service: {settings.server} with {plan.workers} worker process"
           f"{'es' if plan.workers != 1 else ''} ({plan.reason}), {plan.ort_threads} ONNX Runtime "
-          f"thread{'s' if plan.ort_threads != 1 else ''} per model, batches of at most {plan.max_batch}",
+          f"thread{'s' if plan.ort_threads != 1 else ''} per model, batches of at most {plan.max_batch or 'a per-model size'}",
           file=sys.stderr, flush=True)
     if settings.server == "granian":
         serve_granian(settings, plan.workers)

@@ -63,10 +63,11 @@ def create_app(settings: Settings | None = None) -> ServiceApp:
         catalog = Catalog(settings, executor, metrics, ort_threads=plan.ort_threads, max_batch=plan.max_batch)
         app.state.service = ServiceState(settings=settings, catalog=catalog, metrics=metrics, executor=executor,
                                          plan=plan, decoding=Decoding.for_settings(settings, executor), guard=guard)
-        log.info("serving %s: %d model(s) found, batching %s (window %.1f ms, max %d), %d worker threads, "
+        log.info("serving %s: %d model(s) found, batching %s (window %.1f ms, max %s), %d worker threads, "
                  "%d ONNX Runtime thread(s) per model; one of %d server process(es) (%s)",
                  settings.model_repository, len(catalog.entries),
-                 "on" if settings.batching else "off", settings.batch_window_ms, plan.max_batch,
+                 "on" if settings.batching else "off", settings.batch_window_ms,
+                 plan.max_batch or "per model",
                  settings.worker_threads, plan.ort_threads, plan.workers, plan.reason)
         grpc = await grpc_server.start(app.state.service, version) if settings.grpc_port else None
         if grpc is not None:

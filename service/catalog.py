@@ -37,6 +37,7 @@ class ModelEntry:
     card: Card | None = None  # as soon as it has been read, even if loading failed later
     model: LoadedModel | None = None
     batcher: Batcher | None = None
+    max_batch: int | None = None  # once it serves: the most inputs in one of its ONNX Runtime calls
 
     @property
     def provider(self) -> str | None:
@@ -55,7 +56,8 @@ class Catalog:
     def __init__(self, settings: Settings, executor: Executor, metrics: Metrics, *, ort_threads: int,
                  max_batch: int) -> None:
         self.settings = settings
-        self.ort_threads, self.max_batch = ort_threads, max_batch  # as machine.plan chose them
+        # As machine.plan chose them; max_batch None: each model's own (machine.cpu_batch).
+        self.ort_threads, self.max_batch = ort_threads, max_batch
         self._executor = executor
         self._metrics = metrics
         self.entries: dict[str, ModelEntry] = {
@@ -69,16 +71,17 @@ class Catalog:
         loop = asyncio.get_running_loop()
         providers = machine.usable_providers(self.settings.providers)
         await loop.run_in_executor(self._executor, repository.preload_cuda, providers)
-        sizes = (1, self.max_batch) if self.settings.batching else (1,)
+        sizes = (1, self.max_batch) if self.settings.batching and self.max_batch else (1,)
         for entry in self.entries.values():
             try:
                 model = await loop.run_in_executor(
                     self._executor, lambda: repository.load_model(
                         entry.folder, providers, ort_threads=self.ort_threads, warm_up_sizes=sizes))
+                batch = await loop.run_in_executor(self._executor, self._max_batch, model)
             except Exception as err:  # noqa: BLE001 - one broken model must not stop the others
                 self._unavailable(entry, err)
             else:
-                self._serve(entry, model)
+                self._serve(entry, model, batch)
                 providers = repository.after_fallback(providers, model)
             self._publish_status(entry)
         await loop.run_in_executor(self._executor, repository.release_freed_heap)
@@ -86,15 +89,25 @@ class Catalog:
         ready = [e.id for e in self.entries.values() if e.status == "ready"]
         log.info("%d of %d models ready: %s", len(ready), len(self.entries), ", ".join(ready) or "none")
 
-    def _serve(self, entry: ModelEntry, model: LoadedModel) -> None:
-        entry.card, entry.model = model.card, model
+    def _max_batch(self, model: LoadedModel) -> int:
+        """The model's largest batch, warmed up (blocking: in a worker thread)."""
+        if not self.settings.batching:
+            return 1
+        if self.max_batch is not None:
+            return self.max_batch  # warmed up by load_model
+        batch = machine.cpu_batch(repository.image_seconds(model))
+        repository.warm_up(model, (batch,))
+        return batch
+
+    def _serve(self, entry: ModelEntry, model: LoadedModel, max_batch: int) -> None:
+        entry.card, entry.model, entry.max_batch = model.card, model, max_batch
         entry.batcher = Batcher(
-            model.score, self._executor, max_batch=self.max_batch,
+            model.score, self._executor, max_batch=max_batch,
             window_s=self.settings.batch_window_ms / 1000, enabled=self.settings.batching,
             max_in_flight=self.settings.worker_threads, on_batch=self._metrics.batch_recorder(model.id))
         entry.batcher.start()
         entry.status = "ready"
-        log.info("model %s ready on %s", model.id, model.provider)
+        log.info("model %s ready on %s, batches of up to %d", model.id, model.provider, max_batch)
 
     def _unavailable(self, entry: ModelEntry, err: Exception) -> None:
         if isinstance(err, ModelLoadError):

@@ -18,11 +18,15 @@ from modelrepo.providers import CPU, CUDA, TENSORRT
 log = logging.getLogger("service.machine")
 
 GPU_PROVIDERS = (CUDA, TENSORRT)
-# CNNZOO_MAX_BATCH=auto. On a CPU a batch of 8 already spreads ONNX Runtime's per-call cost
-# (cnn-mnist: 15 µs an image at 8 and at 32) and a larger one only holds more activations
-# (nin-cifar10: +14 MB at 8, +48 MB at 32, the same 2.3 ms an image); a GPU wants large batches
-# (docs/results.md, "Batches of 8 on the CPU").
-CPU_MAX_BATCH, GPU_MAX_BATCH = 8, 32
+# CNNZOO_MAX_BATCH=auto: 32 with a GPU. On a CPU, per model, batches grow until one ONNX Runtime
+# call would take BATCH_CALL_S, within CPU_BATCHES. There a batch buys the spreading of each
+# call's fixed cost over its images (cnn-mnist, 15 µs an image: 10 % more requests at 32 than at
+# 8), while a large model's batch only holds its activations (nin-cifar10, 2.3 ms an image at any
+# batch: 11 MB at 8, 46 MB at 32) and keeps every request in it waiting (docs/results.md,
+# "Batches on a CPU, per model").
+GPU_MAX_BATCH = 32
+CPU_BATCHES = (8, 32)
+BATCH_CALL_S = 0.005
 
 
 def nvidia_gpus(dev: Path = Path("/dev")) -> int:
@@ -53,7 +57,7 @@ class Plan:
 
     workers: int
     ort_threads: int
-    max_batch: int
+    max_batch: int | None  # None: per model (`cpu_batch`)
     gpus: int
     cpus: int
     reason: str
@@ -64,7 +68,7 @@ def plan(workers: int | None, ort_threads: int, gpus: int | None = None, cpus: i
     """`workers=None` (CNNZOO_WORKERS=auto): one process per GPU when there are GPUs, else one
     per CPU. `ort_threads=0`: the CPUs shared out among the processes, at least one each, so
     that two processes on two cores do not run four ONNX Runtime threads. `max_batch=None`
-    (CNNZOO_MAX_BATCH=auto): GPU_MAX_BATCH with a GPU, else CPU_MAX_BATCH."""
+    (CNNZOO_MAX_BATCH=auto): GPU_MAX_BATCH with a GPU, else None, each model's own (`cpu_batch`)."""
     gpus = nvidia_gpus() if gpus is None else gpus
     cpus = usable_cpus() if cpus is None else cpus
     if workers is None:
@@ -73,8 +77,14 @@ def plan(workers: int | None, ort_threads: int, gpus: int | None = None, cpus: i
     else:
         reason = "CNNZOO_WORKERS"
     threads = ort_threads or max(1, cpus // workers)
-    batch = max_batch or (GPU_MAX_BATCH if gpus else CPU_MAX_BATCH)
+    batch = max_batch or (GPU_MAX_BATCH if gpus else None)
     return Plan(workers, threads, batch, gpus, cpus, reason)
+
+
+def cpu_batch(image_seconds: float) -> int:
+    """CNNZOO_MAX_BATCH=auto on a CPU, for a model whose batch of one takes `image_seconds`."""
+    low, high = CPU_BATCHES
+    return max(low, min(high, int(BATCH_CALL_S / image_seconds))) if image_seconds > 0 else high
 
 
 def usable_providers(providers: tuple[str, ...], gpus: int | None = None) -> tuple[str, ...]:

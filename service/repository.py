@@ -15,6 +15,7 @@ import functools
 import hashlib
 import io
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -187,6 +188,17 @@ def warm_up(model: LoadedModel, sizes: tuple[int, ...]) -> None:
         if logits.shape != (size, len(model.card.classes)) or not np.isfinite(logits).all():
             raise ModelLoadError(f"{model.id}: warm-up gave logits of shape {logits.shape} "
                                  f"(finite: {bool(np.isfinite(logits).all())})")
+
+
+def image_seconds(model: LoadedModel, runs: int = 5) -> float:
+    """The median time of a batch of one (after `warm_up`), for CNNZOO_MAX_BATCH=auto."""
+    x = np.zeros((1, *model.card.input.shape), dtype=np.float32)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        model.infer(x)
+        times.append(time.perf_counter() - start)
+    return sorted(times)[runs // 2]
 
 
 def preload_cuda(providers: tuple[str, ...]) -> None:

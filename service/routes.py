@@ -122,7 +122,7 @@ async def list_models(request: Request) -> ModelList:
             classes=card and card.classes, preprocessing=card and card.preprocessing,
             input_method=kind and kind.input_method, precision=card and card.precision,
             test_accuracy=card and card.test_accuracy, provider=entry.provider,
-            status=entry.status, error=entry.error))
+            status=entry.status, error=entry.error, max_batch=entry.max_batch))
     plan = _state(request).plan
     return ModelList(models=summaries, server=ServerPlan(workers=plan.workers, ort_threads=plan.ort_threads, max_batch=plan.max_batch,
                                                          chosen_by=plan.reason))

@@ -103,6 +103,7 @@ class ModelSummary(msgspec.Struct):
     provider: str | None
     status: ModelStatus
     error: str | None
+    max_batch: int | None  # most images in one of its ONNX Runtime calls, once it serves
 
 
 class ServerPlan(msgspec.Struct):
@@ -110,7 +111,9 @@ class ServerPlan(msgspec.Struct):
 
     workers: int  # server processes, each with every model
     ort_threads: int  # ONNX Runtime intra-op threads per model
-    max_batch: int  # most inputs in one ONNX Runtime call (CNNZOO_MAX_BATCH; auto: 8 on a CPU, 32 with a GPU)
+    # Most inputs in one ONNX Runtime call (CNNZOO_MAX_BATCH; auto: 32 with a GPU, else null:
+    # each model's own, 8 to 32 on a CPU, in its `max_batch`).
+    max_batch: int | None
     chosen_by: str  # e.g. "auto: 2 CPUs, no NVIDIA GPU"
 
 

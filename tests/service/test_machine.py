@@ -46,10 +46,21 @@ def test_the_worker_plan(workers, gpus, cpus, expected, threads) -> None:
     assert machine.plan(workers, ort_threads=3, gpus=gpus, cpus=cpus).ort_threads == 3
 
 
-def test_the_largest_batch_is_8_on_a_cpu_and_32_with_a_gpu_unless_set() -> None:
-    assert machine.plan(None, 0, gpus=0, cpus=2).max_batch == machine.CPU_MAX_BATCH == 8
+def test_the_largest_batch_is_32_with_a_gpu_and_each_models_own_on_a_cpu_unless_set() -> None:
     assert machine.plan(None, 0, gpus=1, cpus=16).max_batch == machine.GPU_MAX_BATCH == 32
+    assert machine.plan(None, 0, gpus=0, cpus=2).max_batch is None  # per model: cpu_batch
     assert machine.plan(None, 0, gpus=0, cpus=2, max_batch=64).max_batch == 64  # CNNZOO_MAX_BATCH=64
+
+
+@pytest.mark.parametrize(("image_seconds", "batch"), [
+    (15e-6, 32),     # cnn-mnist: a batch of 32 takes 0.5 ms
+    (0.25e-3, 20),   # 20 images fill the 5 ms call
+    (2.3e-3, 8),     # nin-cifar10: two would; never fewer than 8
+    (1.0, 8),
+    (0.0, 32),       # too fast to time
+])
+def test_on_a_cpu_batches_grow_until_a_call_takes_5_ms_between_8_and_32(image_seconds, batch) -> None:
+    assert machine.cpu_batch(image_seconds) == batch
 
 
 def test_without_a_gpu_the_cuda_providers_are_never_asked_for(caplog) -> None:
