@@ -22,8 +22,8 @@ GPU_PROVIDERS = (CUDA, TENSORRT)
 # call would take BATCH_CALL_S, within CPU_BATCHES. There a batch buys the spreading of each
 # call's fixed cost over its images (cnn-mnist, 15 µs an image: 10 % more requests at 32 than at
 # 8), while a large model's batch only holds its activations (nin-cifar10, 2.3 ms an image at any
-# batch: 11 MB at 8, 46 MB at 32) and keeps every request in it waiting (docs/results.md,
-# "Batches on a CPU, per model").
+# batch: 11 MB at 8, 46 MB at 32) and keeps every request in it waiting (docs/results.md, "the
+# hot path, and batches on a CPU chosen per model").
 GPU_MAX_BATCH = 32
 CPU_BATCHES = (8, 32)
 BATCH_CALL_S = 0.005

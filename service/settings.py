@@ -35,8 +35,8 @@ class Settings:
     max_batch_images: int = 64  # images in one POST /predict/{model}/batch
     batching: bool = True
     batch_window_ms: float = 2.0  # how long the first request of a batch waits for company
-    # Most inputs in one ONNX Runtime call. None ("auto"): 32 with an NVIDIA GPU, 8 without
-    # (service/machine.py says why).
+    # Most inputs in one ONNX Runtime call. None ("auto"): 32 with an NVIDIA GPU, else per model,
+    # 8 to 32 (service/machine.py says why).
     max_batch: int | None = None
     worker_threads: int = 2  # threads that decode images and run ONNX Runtime
     ort_threads: int = 0  # intra-op threads per session; 0 lets ONNX Runtime choose
