@@ -135,3 +135,25 @@ async def test_stopping_refuses_queued_requests_and_finishes_running_ones(model,
         await queued
     with pytest.raises(BatcherStopped):
         await batcher.submit(digits[0])
+
+
+@pytest.mark.parametrize(("settings", "expected"), [
+    ({"max_batch": 4}, 4),  # CNNZOO_MAX_BATCH=4: every model
+    ({"max_batch": 4, "batching": False}, 1),
+    ({}, "auto"),  # machine.plan: 32 with a GPU, else each model's machine.cpu_batch
+])
+async def test_each_model_batches_up_to_what_the_plan_and_its_own_speed_allow(random_repo: Path, settings: dict,
+                                                                               expected) -> None:
+    from service import machine
+    from service.app import create_app
+    from service.settings import Settings
+
+    app = create_app(Settings(model_repository=random_repo, providers=(CPU,), grpc_port=0, **settings))
+    async with app.lifespan():
+        catalog = app.state.service.catalog
+        await catalog.loaded.wait()
+        batches = {e.id: (e.max_batch, e.batcher.max_batch) for e in catalog.entries.values()}
+    if expected == "auto":
+        # Both random-weight test models are small: a call of one image is far under 5 ms / 32.
+        expected = machine.GPU_MAX_BATCH if machine.nvidia_gpus() else machine.CPU_BATCHES[1]
+    assert batches == {"cnn-mnist": (expected, expected), "lenet5-cifar10": (expected, expected)}
