@@ -54,7 +54,7 @@ class Serving:
 
 class Catalog:
     def __init__(self, settings: Settings, executor: Executor, metrics: Metrics, *, ort_threads: int,
-                 max_batch: int) -> None:
+                 max_batch: int | None) -> None:
         self.settings = settings
         # As machine.plan chose them; max_batch None: each model's own (machine.cpu_batch).
         self.ort_threads, self.max_batch = ort_threads, max_batch
