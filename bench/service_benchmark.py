@@ -52,7 +52,7 @@ ROOT = Path(__file__).resolve().parent.parent
 MODELS = ROOT / "models"
 CONCURRENCY = 64
 SCENARIOS = ("cnn-mnist", "nin-cifar10")
-# The starter set as the service-speed goals were first measured on, before the int8 nets joined it.
+# The starter set the service-speed goals were first measured on, before the int8 nets joined it.
 WITHOUT_INT8 = tuple(m for m in STARTER_SET if not m.endswith("-int8"))
 
 
@@ -181,7 +181,7 @@ def main() -> int:
                   for b in ("on", "off")}
         # The choices behind the defaults, measured beside them: on the cheap model, where the
         # server's own cost shows, the other ASGI server, the access log on, the hot path off;
-        # on both, the larger batches.
+        # on both, the larger batches, and the starter set without its int8 nets (their memory).
         for name, variant in VARIANTS.items():
             repo = MODELS if variant.serves is None else repository_of(variant.serves, work / name.replace(" ", "-"))
             cnnzoo[name] = stack.enter_context(running_server(repo, work, workers="auto", **variant.settings))
