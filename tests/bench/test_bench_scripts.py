@@ -13,6 +13,10 @@ import sys
 
 import pytest
 
+from bench.service_benchmark import WITHOUT_INT8, repository_of
+from modelrepo.card import read_card
+from modelrepo.layout import model_folders
+from modelrepo.starter import STARTER_SET
 from testkit.live_server import REPO_ROOT
 
 BENCH = REPO_ROOT / "bench"
@@ -38,11 +42,6 @@ def test_a_script_that_imports_bench_is_run_as_a_module(name: str) -> None:
 
 def test_the_service_benchmark_measures_the_starter_set_without_its_int8_nets(tmp_path) -> None:
     """Its "no int8 nets" server serves links to the fp32 starter models, every one loadable."""
-    from bench.service_benchmark import WITHOUT_INT8, repository_of
-    from modelrepo.card import read_card
-    from modelrepo.layout import model_folders
-    from modelrepo.starter import STARTER_SET
-
     folders = model_folders(repository_of(WITHOUT_INT8, tmp_path / "no-int8"))
     cards = [read_card(folder) for folder in folders]
     assert sorted(c.id for c in cards) == sorted(m for m in STARTER_SET if read_card(
