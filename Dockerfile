@@ -23,8 +23,10 @@ RUN python /src/requirements.py --runtime "$RUNTIME" ${ORT_VERSION:+--ort-versio
     && /opt/venv/bin/pip install -r /src/requirements.txt
 
 # ---- package: the cnnzoo wheel, built from service/ and modelrepo/ alone (no training or export code) -----------
-# Its build (setup.py) copies Triton's protobuf schema out of tritonclient, which the image never installs.
+# Its build (setup.py) copies Triton's protobuf schema out of tritonclient, which the image never installs,
+# and compiles the digit procedure's C steps (service/_digitfield.c): the compiler stays in this stage.
 FROM dependencies AS package
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev && rm -rf /var/lib/apt/lists/*
 COPY README.md setup.py /src/
 COPY modelrepo /src/modelrepo
 COPY service /src/service

@@ -33,11 +33,12 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-$(VENV)/.serve: pyproject.toml | $(BIN)/python
+# setup.py builds service/_digitfield.c into the checkout: an edit to either reinstalls.
+$(VENV)/.serve: pyproject.toml setup.py service/_digitfield.c | $(BIN)/python
 	$(BIN)/pip install --quiet -e .
 	touch $@
 
-$(VENV)/.dev: pyproject.toml | $(BIN)/python
+$(VENV)/.dev: pyproject.toml setup.py service/_digitfield.c | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[train,dev]'
 	touch $(VENV)/.serve $@
 

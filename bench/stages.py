@@ -23,6 +23,7 @@ import numpy as np
 
 from modelrepo.numerics import softmax
 from modelrepo.providers import CPU
+from service import strokes
 from service.app import create_app
 from service.batching import Batcher
 from service.images import load, open_image
@@ -103,6 +104,9 @@ def main() -> None:
         ("header: open_image", cpu_us(lambda: open_image(png, 10**8), r)),
         ("decode: load (Pillow)", cpu_us(lambda: load(open_image(png, 10**8), mode), r)),
         (f"field: {spec.kind} preprocessing", cpu_us(lambda: KINDS[spec.kind].field(decoded, spec.height, spec.width), r)),
+        *([(f"field: {spec.kind} preprocessing, numpy only (no service._digitfield)",
+            without_c_steps(lambda: cpu_us(lambda: KINDS[spec.kind].field(decoded, spec.height, spec.width), r)))]
+          if spec.kind == "digit" and strokes.native is not None else []),
         ("normalise (mean/std)", cpu_us(lambda: normalise(field, spec), r)),
         ("ONNX Runtime, batch 1", cpu_us(lambda: model.infer(x[None]), r)),
         ("softmax", cpu_us(lambda: softmax(logits), r)),
@@ -118,6 +122,15 @@ def main() -> None:
           f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}\n")
     for name, us in rows:
         print(f"  {name:<{width}}  {us:8.1f} µs")
+
+
+def without_c_steps(measure: Callable[[], float]) -> float:
+    """`measure()` with the digit procedure's C steps switched off (service/strokes.py: numpy's)."""
+    saved, strokes.native = strokes.native, None
+    try:
+        return measure()
+    finally:
+        strokes.native = saved
 
 
 def handoff_cpu_us(x: np.ndarray, repeat: int) -> float:

@@ -24,7 +24,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from litestar.exceptions import HTTPException
 
-from service import machine, pillow_warnings
+from service import machine, pillow_warnings, strokes
 from service.catalog import Catalog
 from service.errors import ServiceError, http_error_handler, internal_error_handler, service_error_handler
 from service.guards import AllowedHosts, RequestGuard
@@ -64,11 +64,12 @@ def create_app(settings: Settings | None = None) -> ServiceApp:
         app.state.service = ServiceState(settings=settings, catalog=catalog, metrics=metrics, executor=executor,
                                          plan=plan, decoding=Decoding.for_settings(settings, executor), guard=guard)
         log.info("serving %s: %d model(s) found, batching %s (window %.1f ms, max %s), %d worker threads, "
-                 "%d ONNX Runtime thread(s) per model; one of %d server process(es) (%s)",
+                 "%d ONNX Runtime thread(s) per model; one of %d server process(es) (%s); digit steps in %s",
                  settings.model_repository, len(catalog.entries),
                  "on" if settings.batching else "off", settings.batch_window_ms,
                  plan.max_batch or "per model",
-                 settings.worker_threads, plan.ort_threads, plan.workers, plan.reason)
+                 settings.worker_threads, plan.ort_threads, plan.workers, plan.reason,
+                 "C" if strokes.native is not None else "numpy (service._digitfield is not built)")
         grpc = await grpc_server.start(app.state.service, version) if settings.grpc_port else None
         if grpc is not None:
             grpc.stop_on_exit_signals()

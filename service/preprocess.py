@@ -27,7 +27,7 @@ from PIL import Image, ImageFilter
 
 from modelrepo.card import Card
 from service.images import load, open_image
-from service.strokes import mnist_strokes
+from service.strokes import mnist_strokes, native, takes_native
 
 # MNIST's geometry: the digit's bounding box fits 20x20 inside the 28x28 field.
 DIGIT_BOX_FRACTION = 20 / 28
@@ -128,10 +128,7 @@ def digit_field(gray: np.ndarray, height: int = 28, width: int = 28) -> np.ndarr
     levels = _ink_levels(gray, light, tones)
     if levels is None:  # a blank page: passed on as a blank field
         return np.zeros((height, width), np.uint8)
-    ink = levels.ink[gray]
-    sure = (levels.sure_in_thumbnail if thumbnail else levels.sure)[gray]
-    rows, cols = np.flatnonzero(sure.any(axis=1)), np.flatnonzero(sure.any(axis=0))
-    digit = ink[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    digit = _ink_box(gray, levels.ink, levels.sure_in_thumbnail if thumbnail else levels.sure)
     box = round(DIGIT_BOX_FRACTION * min(height, width))
     if max(digit.shape) != box:  # already its box's size (most MNIST-style fields): no resampling
         scale = box / max(digit.shape)
@@ -180,6 +177,9 @@ class _Tones:
 
     @classmethod
     def of(cls, gray: np.ndarray) -> _Tones:
+        if takes_native(gray):
+            median, darkest, brightest = native.tones(gray)
+            return cls(median=median, darkest=darkest, brightest=brightest)
         cumulative = np.bincount(gray.ravel(), minlength=256).cumsum()
         pixels = gray.size
         few = max(4, pixels // 2000)
@@ -193,6 +193,8 @@ class _Tones:
 
 def _frame_level(gray: np.ndarray) -> int:
     """The median of the image's outer band (a fourteenth of its shorter side, at least 1 px)."""
+    if takes_native(gray):
+        return native.frame_level(gray)
     band = max(1, min(gray.shape) // 14)
     frame = np.concatenate([gray[:band].ravel(), gray[-band:].ravel(),
                             gray[band:-band, :band].ravel(), gray[band:-band, -band:].ravel()])
@@ -268,8 +270,28 @@ def _levels(light: bool, background: int, strongest: int) -> _Levels | None:
                    sure_in_thumbnail=ink > THUMBNAIL_INK_LEVEL)
 
 
+def _ink_box(gray: np.ndarray, ink_levels: np.ndarray, sure_levels: np.ndarray) -> np.ndarray:
+    """The ink (`ink_levels[gray]`) cropped to the box of the pixels that are surely ink. There is
+    always one: the strongest levels map to full ink (`_levels`)."""
+    if takes_native(gray):
+        found = native.ink_box(gray, ink_levels, sure_levels)
+        if found is not None:
+            return _array(found)
+    sure = sure_levels[gray]
+    rows, cols = np.flatnonzero(sure.any(axis=1)), np.flatnonzero(sure.any(axis=0))
+    return ink_levels[gray][rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+
+
+def _array(found: tuple[bytearray, int, int]) -> np.ndarray:
+    """A (bytes, height, width) answer of the C module as an 8-bit height×width array."""
+    pixels, height, width = found
+    return np.frombuffer(pixels, np.uint8).reshape(height, width)
+
+
 def _centre_by_mass(digit: np.ndarray, height: int, width: int) -> np.ndarray:
     """Paste `digit` into a height×width field with its centre of mass at the centre."""
+    if takes_native(digit):
+        return _array(native.centre_by_mass(digit, height, width))
     rows, cols = digit.sum(axis=1).tolist(), digit.sum(axis=0).tolist()  # exact integers
     mass = sum(rows)
     cy = sum(i * r for i, r in enumerate(rows)) / mass if mass else (len(rows) - 1) / 2
