@@ -24,7 +24,7 @@ RUN python /src/requirements.py --runtime "$RUNTIME" ${ORT_VERSION:+--ort-versio
 
 # ---- package: the cnnzoo wheel, built from service/ and modelrepo/ alone (no training or export code) -----------
 # Its build (setup.py) copies Triton's protobuf schema out of tritonclient, which the image never installs,
-# and compiles the digit procedure's C steps (service/_digitfield.c): the compiler stays in this stage.
+# and compiles its two C modules (service/_digitfield.c, service/_tinypng.c): the compiler stays in this stage.
 FROM dependencies AS package
 RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev && rm -rf /var/lib/apt/lists/*
 COPY README.md setup.py /src/

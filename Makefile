@@ -33,12 +33,13 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-# setup.py builds service/_digitfield.c into the checkout: an edit to either reinstalls.
-$(VENV)/.serve: pyproject.toml setup.py service/_digitfield.c | $(BIN)/python
+# setup.py builds service/*.c into the checkout: an edit to one reinstalls.
+C_MODULES := $(wildcard service/*.c)
+$(VENV)/.serve: pyproject.toml setup.py $(C_MODULES) | $(BIN)/python
 	$(BIN)/pip install --quiet -e .
 	touch $@
 
-$(VENV)/.dev: pyproject.toml setup.py service/_digitfield.c | $(BIN)/python
+$(VENV)/.dev: pyproject.toml setup.py $(C_MODULES) | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[train,dev]'
 	touch $(VENV)/.serve $@
 

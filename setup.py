@@ -1,5 +1,5 @@
-"""The build steps pyproject.toml cannot state: Triton's protobuf schema for service/v2, and the
-digit procedure's per-pixel steps in C (service/_digitfield.c).
+"""The build steps pyproject.toml cannot state: Triton's protobuf schema for service/v2, and two
+small C modules on the path of an MNIST-style request (service/_digitfield.c, service/_tinypng.c).
 
 `build_py` writes service/v2/triton_protocol.binpb from the tritonclient that the build
 environment holds ([build-system] requires it), so the installed service needs no tritonclient
@@ -30,9 +30,9 @@ class BuildWithProtocolSchema(build_py):
         protos.write_descriptor_set(target)
 
 
-# Optional: where no C compiler is found the install goes on, and numpy does the same steps
-# (service/strokes.py says so in the import; the results are the same to the bit).
-DIGIT_FIELD = Extension("service._digitfield", ["service/_digitfield.c"], optional=True,
-                        extra_compile_args=["-O2"])
+# Optional: where no C compiler is found the install goes on, and numpy and Pillow do the same
+# work (service/strokes.py, service/tiny_png.py); the results are the same to the bit.
+C_STEPS = [Extension(f"service.{name}", [f"service/{name}.c"], optional=True, extra_compile_args=["-O2"])
+           for name in ("_digitfield", "_tinypng")]
 
-setup(cmdclass={"build_py": BuildWithProtocolSchema}, ext_modules=[DIGIT_FIELD])
+setup(cmdclass={"build_py": BuildWithProtocolSchema}, ext_modules=C_STEPS)

@@ -23,7 +23,7 @@ import numpy as np
 
 from modelrepo.numerics import softmax
 from modelrepo.providers import CPU
-from service import strokes
+from service import strokes, tiny_png
 from service.app import create_app
 from service.batching import Batcher
 from service.images import load, open_image
@@ -103,6 +103,8 @@ def main() -> None:
     rows = [
         ("header: open_image", cpu_us(lambda: open_image(png, 10**8), r)),
         ("decode: load (Pillow)", cpu_us(lambda: load(open_image(png, 10**8), mode), r)),
+        *([("decode: header and pixels without Pillow (service.tiny_png)", cpu_us(lambda: tiny_png.decode(png), r))]
+          if tiny_png.decode(png) is not None else []),
         (f"field: {spec.kind} preprocessing", cpu_us(lambda: KINDS[spec.kind].field(decoded, spec.height, spec.width), r)),
         *([(f"field: {spec.kind} preprocessing, numpy only (no service._digitfield)",
             without_c_steps(lambda: cpu_us(lambda: KINDS[spec.kind].field(decoded, spec.height, spec.width), r)))]

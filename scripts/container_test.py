@@ -43,7 +43,7 @@ PROBE = r"""
 import importlib.metadata as md, importlib.util as iu, json, os, onnxruntime as ort
 print(json.dumps({"dists": sorted({d.metadata["Name"].lower() for d in md.distributions()}),
                   "modules": {m: iu.find_spec(m) is not None for m in ("torch", "training", "export", "service",
-                                                                   "service._digitfield")},
+                                                                   "service._digitfield", "service._tinypng")},
                   "providers": ort.get_available_providers(), "uid": os.getuid()}))
 """
 # The gpu image's CUDA libraries: what ONNX Runtime's preload finds in the pip wheels, and what
@@ -100,7 +100,8 @@ def image_checks(tag: str, runtime: str) -> int:
     check(f"{tag}: serving code only: no torch, no training or export code",
           modules["service"] and not (modules["torch"] or modules["training"] or modules["export"]),
           json.dumps(modules))
-    check(f"{tag}: the digit procedure's C steps are built in", modules["service._digitfield"])
+    check(f"{tag}: the C modules (service/_digitfield.c, _tinypng.c) are built in",
+          modules["service._digitfield"] and modules["service._tinypng"])
     check(f"{tag}: a command in it runs as uid {probe['uid']}", probe["uid"] != 0)
     size = int(config["Size"])
     check(f"{tag}: image size", True, f"{size / 1e9:.2f} GB ({size:,} bytes)")

@@ -24,7 +24,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from litestar.exceptions import HTTPException
 
-from service import machine, pillow_warnings, strokes
+from service import machine, pillow_warnings, strokes, tiny_png
 from service.catalog import Catalog
 from service.errors import ServiceError, http_error_handler, internal_error_handler, service_error_handler
 from service.guards import AllowedHosts, RequestGuard
@@ -46,6 +46,12 @@ log = logging.getLogger("service")
 SHUTDOWN_MESSAGE = "service stopped: requests in flight answered, batchers and worker threads stopped"
 
 
+def c_modules() -> str:
+    """Which of the C modules setup.py builds this install has (without them: numpy and Pillow, slower)."""
+    built = [name for name, module in (("_digitfield", strokes.native), ("_tinypng", tiny_png.native)) if module]
+    return ", ".join(built) if len(built) == 2 else f"{', '.join(built) or 'none'} (not built: numpy and Pillow instead)"
+
+
 def create_app(settings: Settings | None = None) -> ServiceApp:
     """The service for `settings` (default: read from the environment)."""
     settings = settings if settings is not None else Settings.from_env()
@@ -64,12 +70,12 @@ def create_app(settings: Settings | None = None) -> ServiceApp:
         app.state.service = ServiceState(settings=settings, catalog=catalog, metrics=metrics, executor=executor,
                                          plan=plan, decoding=Decoding.for_settings(settings, executor), guard=guard)
         log.info("serving %s: %d model(s) found, batching %s (window %.1f ms, max %s), %d worker threads, "
-                 "%d ONNX Runtime thread(s) per model; one of %d server process(es) (%s); digit steps in %s",
+                 "%d ONNX Runtime thread(s) per model; one of %d server process(es) (%s); C modules: %s",
                  settings.model_repository, len(catalog.entries),
                  "on" if settings.batching else "off", settings.batch_window_ms,
                  plan.max_batch or "per model",
                  settings.worker_threads, plan.ort_threads, plan.workers, plan.reason,
-                 "C" if strokes.native is not None else "numpy (service._digitfield is not built)")
+                 c_modules())
         grpc = await grpc_server.start(app.state.service, version) if settings.grpc_port else None
         if grpc is not None:
             grpc.stop_on_exit_signals()

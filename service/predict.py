@@ -8,7 +8,8 @@ never decodes more than CNNZOO_MAX_REQUEST_PIXELS in all.
 
 Tiny images (an MNIST-sized PNG: a few KB, at most 64x64 px) are decoded on the event loop:
 handing them to a thread costs more than decoding them, and the hand-over makes the loop wait
-for the GIL. Tiny means both: an 8x8 PNG can carry 9.5 MB of chunks.
+for the GIL. Tiny means both: an 8x8 PNG can carry 9.5 MB of chunks. The plainest of them
+(8-bit grey or RGB PNGs with nothing else in them) skip Pillow (`service.tiny_png`).
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from service.batching import BatcherStopped
 from service.catalog import Serving
 from service.errors import EmptyBody, ModelUnavailable, ServiceError, TooManyPixels
 from service.images import ImageLimits, decoded_pixels, open_image
-from service.preprocess import InputSpec, preprocess_image, to_pixels
+from service import tiny_png
+from service.preprocess import InputSpec, preprocess_image, preprocess_pixels, to_pixels
 from service.repository import LoadedModel
 from service.schemas import ClassScore, Prediction, Timings
 from service.settings import Settings
@@ -75,6 +77,10 @@ class Decoding:
             raise EmptyBody("the image is empty (0 bytes)")
         opened = None
         if len(data) <= INLINE_DECODE_BYTES:
+            pixels = tiny_png.decode(data)  # an MNIST-style PNG: without Pillow, same pixels
+            if pixels is not None and pixels.shape[0] * pixels.shape[1] <= self.limits.pixels:
+                budget.take(pixels.shape[0] * pixels.shape[1])
+                return preprocess_pixels(pixels, spec)
             opened = open_image(data, self.limits)  # a few KB of header: cheap
             if decoded_pixels(opened) <= INLINE_DECODE_PIXELS:
                 return self._decode(data, opened, spec, budget)

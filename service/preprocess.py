@@ -95,6 +95,16 @@ def preprocess_image(opened: Image.Image, spec: InputSpec) -> np.ndarray:
     return normalise(KINDS[spec.kind].field(image, spec.height, spec.width), spec)
 
 
+def preprocess_pixels(pixels: np.ndarray, spec: InputSpec) -> np.ndarray:
+    """Decoded 8-bit pixels (H×W grey or H×W×3 RGB: `service.tiny_png`) -> what
+    `preprocess_image` gives for the same image, without making a Pillow image of it."""
+    if spec.channels == 1 and pixels.ndim == 3:  # Pillow's own conversion, to the bit
+        pixels = np.asarray(Image.fromarray(pixels, "RGB").convert("L"))
+    elif spec.channels == 3 and pixels.ndim == 2:  # Pillow's L -> RGB: the level in each channel
+        pixels = np.repeat(pixels[:, :, None], 3, axis=2)
+    return normalise(KINDS[spec.kind].pixels_field(pixels, spec.height, spec.width), spec)
+
+
 def normalise(pixels: np.ndarray, spec: InputSpec) -> np.ndarray:
     """8-bit H×W or H×W×C -> C×H×W float32: x / 255, then (x - mean) / std per channel."""
     chw = pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
@@ -114,6 +124,10 @@ def photo_field(image: Image.Image, height: int, width: int) -> np.ndarray:
     if image.size != (width, height):
         image = image.resize((width, height), Image.Resampling.LANCZOS, reducing_gap=3.0)
     return np.asarray(image)
+
+
+def _photo_field_of(pixels: np.ndarray, height: int, width: int) -> np.ndarray:
+    return pixels if pixels.shape[:2] == (height, width) else photo_field(Image.fromarray(pixels), height, width)
 
 
 # The digit procedure works on 8-bit pixels, as MNIST's own digits were made, with few and
@@ -317,13 +331,14 @@ class Kind:
     """One way of turning an uploaded image into a model's input."""
 
     field: Callable[[Image.Image, int, int], np.ndarray]  # decoded image, H, W -> 8-bit field
+    pixels_field: Callable[[np.ndarray, int, int], np.ndarray]  # the same from the image's 8-bit pixels
     channels: tuple[int, ...]  # input channel counts it can fill (1: greyscale "L", 3: "RGB")
     input_method: Literal["draw", "upload"]  # how the web page asks for an image
 
 
 KINDS: dict[str, Kind] = {
     # MNIST's own procedure: a digit drawn on the page, or a photo of one on paper.
-    "digit": Kind(_digit_field_of, channels=(1,), input_method="draw"),
+    "digit": Kind(_digit_field_of, digit_field, channels=(1,), input_method="draw"),
     # A photo resized to the input: CIFAR-10's 32x32 colour images.
-    "photo": Kind(photo_field, channels=(1, 3), input_method="upload"),
+    "photo": Kind(photo_field, _photo_field_of, channels=(1, 3), input_method="upload"),
 }
