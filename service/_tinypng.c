@@ -34,11 +34,13 @@ static unsigned long big_endian(const unsigned char *p) {
 }
 
 /* Chunks that leave the decoded pixels as Pillow gives them (it applies no gamma or colour
- * profile, and reads orientation only from eXIf and text chunks, which are not here). */
-static int harmless(const unsigned char *type) {
-    static const char *names[] = {"gAMA", "cHRM", "sRGB", "pHYs", "tIME"};
-    for (size_t i = 0; i < sizeof names / sizeof *names; i++)
-        if (memcmp(type, names[i], 4) == 0) return 1;
+ * profile, and reads orientation only from eXIf and text chunks, which are not here), at the
+ * length the PNG spec gives them: Pillow refuses a truncated one. */
+static int harmless(const unsigned char *type, unsigned long length) {
+    static const struct { const char *name; unsigned long length; } chunks[] = {
+        {"gAMA", 4}, {"cHRM", 32}, {"sRGB", 1}, {"pHYs", 9}, {"tIME", 7}};
+    for (size_t i = 0; i < sizeof chunks / sizeof *chunks; i++)
+        if (memcmp(type, chunks[i].name, 4) == 0) return length == chunks[i].length;
     return 0;
 }
 
@@ -78,7 +80,7 @@ static PyObject *parse(PyObject *module, PyObject *arg) {
             if (stage != 2 && stage != 3) goto done;
             stage = 4;
         } else {
-            if (stage == 0 || !harmless(type)) goto done;
+            if (stage == 0 || !harmless(type, length)) goto done;
             if (stage == 2) stage = 3;
         }
         at += 12 + (Py_ssize_t)length;
