@@ -10,7 +10,8 @@ round after round, so that a change in the machine's load hits all of them alike
           handler, Pillow, one ONNX Runtime thread, no batching, `uvicorn` with one process;
   cnnzoo  `python -m service` as `make serve` starts it (batching on), and with batching off;
           for cnn-mnist also on uvicorn instead of Granian, with the access log on, and with
-          the hot path off (CNNZOO_HOT_PATH=off: Litestar's router answers every request); for
+          the hot path off (CNNZOO_HOT_PATH=off: Litestar's router answers every request) and
+          the C modules off (CNNZOO_C_MODULES=off: Pillow and numpy decode and preprocess); for
           both, with batches of up to 32 (CNNZOO_MAX_BATCH=32; the default on a CPU is 8 to 32
           per model), and serving the starter set without its int8 nets (what a worker's
           memory owes to them).
@@ -67,6 +68,7 @@ VARIANTS = {
     "uvicorn": Variant({"server": "uvicorn"}, ("cnn-mnist",)),
     "access log on": Variant({"access_log": "on"}, ("cnn-mnist",)),
     "hot path off": Variant({"hot_path": "off"}, ("cnn-mnist",)),
+    "C modules off": Variant({"c_modules": "off"}, ("cnn-mnist",)),
     "max batch 32": Variant({"max_batch": 32}, SCENARIOS),
     "no int8 nets": Variant({}, SCENARIOS, serves=WITHOUT_INT8),
 }

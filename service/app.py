@@ -46,8 +46,12 @@ log = logging.getLogger("service")
 SHUTDOWN_MESSAGE = "service stopped: requests in flight answered, batchers and worker threads stopped"
 
 
-def c_modules() -> str:
-    """Which of the C modules setup.py builds this install has (without them: numpy and Pillow, slower)."""
+def use_c_modules(enabled: bool) -> str:
+    """Which of the C modules setup.py builds this process uses, for the log; `enabled=False`
+    (CNNZOO_C_MODULES=off) leaves them to numpy and Pillow for the rest of the process."""
+    if not enabled:
+        strokes.native = tiny_png.native = None
+        return "off (CNNZOO_C_MODULES): numpy and Pillow instead"
     built = [name for name, module in (("_digitfield", strokes.native), ("_tinypng", tiny_png.native)) if module]
     return ", ".join(built) if len(built) == 2 else f"{', '.join(built) or 'none'} (not built: numpy and Pillow instead)"
 
@@ -75,7 +79,7 @@ def create_app(settings: Settings | None = None) -> ServiceApp:
                  "on" if settings.batching else "off", settings.batch_window_ms,
                  plan.max_batch or "per model",
                  settings.worker_threads, plan.ort_threads, plan.workers, plan.reason,
-                 c_modules())
+                 use_c_modules(settings.c_modules))
         grpc = await grpc_server.start(app.state.service, version) if settings.grpc_port else None
         if grpc is not None:
             grpc.stop_on_exit_signals()

@@ -63,6 +63,9 @@ class Settings:
     # A raw image POSTed to /predict/{model} answered before Litestar's router (service/raw_predict.py);
     # off: Litestar's route answers it too (the same answers, more CPU: make bench-service compares).
     hot_path: bool = True
+    # The C modules setup.py builds (service/_digitfield.c, service/_tinypng.c); off: numpy and
+    # Pillow do their work, with the same answers, at more CPU (make bench-service compares).
+    c_modules: bool = True
     # What decoding may cost (docs/results.md, "Hostile uploads"): a one-pass JPEG decodes at up
     # to 1/8 scale per side, so it may declare more pixels than CNNZOO_MAX_IMAGE_PIXELS (48-50 Mpx phone photos);
     # one request's images together decode at most max_request_pixels (more: 413 per image).

@@ -12,11 +12,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service import tiny_png
+from service import strokes, tiny_png
+from service.app import use_c_modules
 from service.errors import TooManyPixels
 from service.images import ImageLimits, open_image
 from service.predict import Decoding
 from service.preprocess import InputSpec, preprocess_image, preprocess_pixels
+from service.settings import Settings
 from testkit.fixture_images import cifar_test, encode, mnist_test
 from training.datasets import DATASETS
 
@@ -201,3 +203,13 @@ def split_chunks(data: bytes) -> list[tuple[bytes, bytes]]:
         chunks.append((data[at + 4:at + 8], data[at + 8:at + 8 + length]))
         at += 12 + length
     return chunks
+
+
+def test_cnnzoo_c_modules_off_leaves_the_work_to_pillow_and_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
+    for module in (strokes, tiny_png):  # restored after the test: the switch is for a whole process
+        monkeypatch.setattr(module, "native", module.native)
+    data = encode(mnist_test()[0][0])
+    assert use_c_modules(True) == "_digitfield, _tinypng" and tiny_png.decode(data) is not None
+    assert not Settings.from_env({"CNNZOO_C_MODULES": "off"}).c_modules
+    assert use_c_modules(False).startswith("off")
+    assert tiny_png.decode(data) is None and not strokes.takes_native(mnist_test()[0][0])
