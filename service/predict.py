@@ -25,11 +25,11 @@ from concurrent.futures import Executor
 import numpy as np
 from PIL import Image
 
+from service import tiny_png
 from service.batching import BatcherStopped
 from service.catalog import Serving
 from service.errors import EmptyBody, ModelUnavailable, ServiceError, TooManyPixels
 from service.images import ImageLimits, decoded_pixels, open_image
-from service import tiny_png
 from service.preprocess import InputSpec, preprocess_image, preprocess_pixels, to_pixels
 from service.repository import LoadedModel
 from service.schemas import ClassScore, Prediction, Timings

@@ -27,7 +27,8 @@ from PIL import Image, ImageFilter
 
 from modelrepo.card import Card
 from service.images import load, open_image
-from service.strokes import mnist_strokes, native, takes_native
+from service import strokes
+from service.strokes import mnist_strokes, takes_native
 
 # MNIST's geometry: the digit's bounding box fits 20x20 inside the 28x28 field.
 DIGIT_BOX_FRACTION = 20 / 28
@@ -194,7 +195,7 @@ class _Tones:
     @classmethod
     def of(cls, gray: np.ndarray) -> _Tones:
         if takes_native(gray):
-            median, darkest, brightest = native.tones(gray)
+            median, darkest, brightest = strokes.native.tones(gray)
             return cls(median=median, darkest=darkest, brightest=brightest)
         cumulative = np.bincount(gray.ravel(), minlength=256).cumsum()
         pixels = gray.size
@@ -210,7 +211,7 @@ class _Tones:
 def _frame_level(gray: np.ndarray) -> int:
     """The median of the image's outer band (a fourteenth of its shorter side, at least 1 px)."""
     if takes_native(gray):
-        return native.frame_level(gray)
+        return strokes.native.frame_level(gray)
     band = max(1, min(gray.shape) // 14)
     frame = np.concatenate([gray[:band].ravel(), gray[-band:].ravel(),
                             gray[band:-band, :band].ravel(), gray[band:-band, -band:].ravel()])
@@ -290,7 +291,7 @@ def _ink_box(gray: np.ndarray, ink_levels: np.ndarray, sure_levels: np.ndarray) 
     """The ink (`ink_levels[gray]`) cropped to the box of the pixels that are surely ink. There is
     always one: the strongest levels map to full ink (`_levels`)."""
     if takes_native(gray):
-        found = native.ink_box(gray, ink_levels, sure_levels)
+        found = strokes.native.ink_box(gray, ink_levels, sure_levels)
         if found is not None:
             return _array(found)
     sure = sure_levels[gray]
@@ -307,7 +308,7 @@ def _array(found: tuple[bytearray, int, int]) -> np.ndarray:
 def _centre_by_mass(digit: np.ndarray, height: int, width: int) -> np.ndarray:
     """Paste `digit` into a height×width field with its centre of mass at the centre."""
     if takes_native(digit):
-        return _array(native.centre_by_mass(digit, height, width))
+        return _array(strokes.native.centre_by_mass(digit, height, width))
     rows, cols = digit.sum(axis=1).tolist(), digit.sum(axis=0).tolist()  # exact integers
     mass = sum(rows)
     cy = sum(i * r for i, r in enumerate(rows)) / mass if mass else (len(rows) - 1) / 2
