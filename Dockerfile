@@ -26,7 +26,12 @@ RUN python /src/requirements.py --runtime "$RUNTIME" ${ORT_VERSION:+--ort-versio
 # Its build (setup.py) copies Triton's protobuf schema out of tritonclient, which the image never installs,
 # and compiles its two C modules (service/_digitfield.c, service/_tinypng.c): the compiler stays in this stage.
 FROM dependencies AS package
-RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev && rm -rf /var/lib/apt/lists/*
+# The official image has Python's headers; a Debian-python base (the project's local stand-in for
+# it, ../shared/tools/container-sandbox.sh) needs python3-dev for them.
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && (test -f "$(/opt/venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["include"])')/Python.h" \
+        || apt-get install -y --no-install-recommends python3-dev) \
+    && rm -rf /var/lib/apt/lists/*
 COPY README.md setup.py /src/
 COPY modelrepo /src/modelrepo
 COPY service /src/service
