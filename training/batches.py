@@ -56,20 +56,6 @@ def random_flip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return torch.where(flip.view(-1, 1, 1, 1), x.flip(3), x)
 
 
-def alternating_flip(x: torch.Tensor, idx: torch.Tensor, epoch: int) -> torch.Tensor:
-    """Mirror each image in every other epoch, half of them starting in the first (airbench's
-    derandomised flip, Jordan 2024): over any two epochs a net sees both sides of every image,
-    where random flips show one side twice to a quarter of them. Which half starts is fixed per
-    dataset index, so a resumed run flips as an uninterrupted one would."""
-    flip = (_flip_phase(idx) + epoch) % 2 == 1
-    return torch.where(flip.view(-1, 1, 1, 1), x.flip(3), x)
-
-
-def _flip_phase(idx: torch.Tensor) -> torch.Tensor:
-    """0 or 1 per dataset index, balanced and scattered (Knuth's multiplicative hash, top bit)."""
-    return ((idx.long() * 2654435761) % 2**32) >> 31
-
-
 def random_affine(x: torch.Tensor, degrees: float, translate: float, scale: float,
                   generator: torch.Generator, shear: float = 0.0) -> torch.Tensor:
     """A light random rotation, shift, zoom and (if `shear`) slant per image (for digits: never a flip)."""
@@ -259,14 +245,12 @@ def digit_robust(ink: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return _full_strength(random_resolution_loss(ink, generator))
 
 
-AUGMENTATIONS = ("none", "affine", "digit-robust", "crop-flip", "crop-altflip")
+AUGMENTATIONS = ("none", "affine", "digit-robust", "crop-flip")
 
 
-def augment(x: torch.Tensor, kind: str, generator: torch.Generator, spec: DatasetSpec,
-            idx: torch.Tensor | None = None, epoch: int = 0) -> torch.Tensor:
+def augment(x: torch.Tensor, kind: str, generator: torch.Generator, spec: DatasetSpec) -> torch.Tensor:
     """Apply the recipe's augmentation to a normalised batch: "none", "affine" or "digit-robust"
-    (digits), "crop-flip" or "crop-altflip" (photos; the latter needs the images' dataset
-    indices `idx` and the `epoch`)."""
+    (digits) or "crop-flip" (photos)."""
     if kind == "none":
         return x
     if kind == "affine":
@@ -276,18 +260,13 @@ def augment(x: torch.Tensor, kind: str, generator: torch.Generator, spec: Datase
         return (digit_robust(x * std + mean, generator) - mean) / std
     if kind == "crop-flip":
         return random_flip(random_crop(x, 4, generator), generator)
-    if kind == "crop-altflip":
-        if idx is None:
-            raise ValueError("crop-altflip needs the images' dataset indices")
-        return alternating_flip(random_crop(x, 4, generator), idx, epoch)
     raise ValueError(f"unknown augmentation {kind!r}; known: {', '.join(AUGMENTATIONS)}")
 
 
 def train_batches(split: Split, spec: DatasetSpec, batch_size: int, augmentation: str,
-                  generator: torch.Generator, rank: int = 0, world_size: int = 1, epoch: int = 0,
+                  generator: torch.Generator, rank: int = 0, world_size: int = 1,
                   ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """One epoch (number `epoch`, from 0) of shuffled, augmented, normalised batches; the last
-    partial batch is dropped.
+    """One epoch of shuffled, augmented, normalised batches; the last partial batch is dropped.
 
     Under DDP every rank draws the same permutation (same generator state) and takes its own
     interleaved share, so the ranks see disjoint data and equal batch counts.
@@ -299,7 +278,7 @@ def train_batches(split: Split, spec: DatasetSpec, batch_size: int, augmentation
     for start in range(0, batches_per_epoch(n, batch_size, world_size) * batch_size, batch_size):
         idx = order[start:start + batch_size]
         x = normalise(split.images[idx], spec)
-        yield augment(x, augmentation, generator, spec, idx, epoch), split.labels[idx]
+        yield augment(x, augmentation, generator, spec), split.labels[idx]
 
 
 def eval_batches(split: Split, spec: DatasetSpec, batch_size: int,

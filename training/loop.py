@@ -168,7 +168,7 @@ def train(arch: str, dataset: str, recipe: Recipe | None = None, runs_dir: Path 
                    disable=not (progress and ddp.is_main), unit="batch", dynamic_ncols=True,
                    mininterval=1.0, file=sys.stdout)
         batches = train_batches(train_split, spec, per_rank_batch, recipe.augmentation,
-                                generator, ddp.rank, ddp.world_size, epoch)
+                                generator, ddp.rank, ddp.world_size)
         totals = train_one_epoch(trained, optimizer, recipe, batches, epoch * steps_per_epoch, total_steps,
                                  bf16=bf16, channels_last=channels_last, average=average, bar=None if bar.disable else bar)
         bar.close()

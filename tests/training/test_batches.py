@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageFilter
 
-from training.batches import (BLURS, RESOLUTIONS, alternating_flip, augment, elastic_deform, normalise, random_affine, random_binarise,
+from training.batches import (BLURS, RESOLUTIONS, augment, elastic_deform, normalise, random_affine, random_binarise,
                               random_blur, random_crop, random_fill_box, random_flip, random_resolution_loss,
                               random_stroke_width, train_batches)
 from training.datasets import DATASETS, Split, load_split
@@ -236,26 +236,5 @@ def test_digit_robust_is_seeded_and_keeps_the_normalised_range(fixtures_dir: Pat
         ink = augment(x, "digit-robust", seeded(seed), spec) * spec.std[0] + spec.mean[0]
         assert (ink.flatten(1).amax(1) > 0.99).all(), f"seed {seed}: an image lost its ink"
         assert ((ink > 0.5).flatten(1).sum(1) >= 15).all(), f"seed {seed}: an image kept almost no ink"
-    with pytest.raises(ValueError, match="known: none, affine, digit-robust, crop-flip, crop-altflip"):
+    with pytest.raises(ValueError, match="known: none, affine, digit-robust, crop-flip"):
         augment(x, "digit-fancy", seeded(), spec)
-
-
-def test_alternating_flip_shows_every_image_both_ways_over_two_epochs() -> None:
-    x = torch.arange(64 * 3 * 4 * 4, dtype=torch.float32).view(64, 3, 4, 4)
-    idx = torch.randperm(1000, generator=seeded(3))[:64]
-    flipped = [(alternating_flip(x, idx, epoch) != x).flatten(1).any(1) for epoch in range(4)]
-    assert 20 < int(flipped[0].sum()) < 44, "about half flipped in the first epoch"
-    assert torch.equal(flipped[1], ~flipped[0]), "the next epoch flips exactly the others"
-    assert torch.equal(flipped[2], flipped[0]) and torch.equal(flipped[3], flipped[1])
-    # A resumed run (or another rank) flips an image as an uninterrupted run does: by its index.
-    assert torch.equal(alternating_flip(x[:8], idx[:8], 5), alternating_flip(x, idx, 5)[:8])
-    assert torch.equal(alternating_flip(x, idx, 0)[flipped[0]], x[flipped[0]].flip(3))
-
-
-def test_crop_altflip_needs_indices(fixtures_dir: Path) -> None:
-    spec = DATASETS["cifar10"]
-    x = normalise(load_split("cifar10", True, fixtures_dir, download=False).images[:16], spec)
-    with pytest.raises(ValueError, match="dataset indices"):
-        augment(x, "crop-altflip", seeded(), spec)
-    out = augment(x, "crop-altflip", seeded(), spec, torch.arange(16), epoch=1)
-    assert out.shape == x.shape and not torch.equal(out, x)
