@@ -129,7 +129,7 @@ def photo_field(image: Image.Image, height: int, width: int) -> np.ndarray:
     return np.asarray(image)
 
 
-def _photo_field_of(pixels: np.ndarray, height: int, width: int) -> np.ndarray:
+def _photo_pixels_field(pixels: np.ndarray, height: int, width: int) -> np.ndarray:
     return pixels if pixels.shape[:2] == (height, width) else photo_field(Image.fromarray(pixels), height, width)
 
 
@@ -343,5 +343,5 @@ KINDS: dict[str, Kind] = {
     # MNIST's own procedure: a digit drawn on the page, or a photo of one on paper.
     "digit": Kind(_digit_field_of, digit_field, channels=(1,), input_method="draw"),
     # A photo resized to the input: CIFAR-10's 32x32 colour images.
-    "photo": Kind(photo_field, _photo_field_of, channels=(1, 3), input_method="upload"),
+    "photo": Kind(photo_field, _photo_pixels_field, channels=(1, 3), input_method="upload"),
 }

@@ -17,7 +17,7 @@ import numpy as np
 
 try:  # the per-pixel steps of the digit procedure in C (built by setup.py: service/_digitfield.c)
     from service import _digitfield as native
-except ImportError:  # no C compiler at install: numpy does them, to the same bit, ~40 µs slower a digit
+except ImportError:  # no C compiler at install: numpy does them, to the same bit, slower (make bench-stages)
     native = None
 
 # Stroke width (2 * ink / edge length, in field pixels) of MNIST's training digits after the
