@@ -9,6 +9,7 @@
 #   make bench-engine  ONNX Runtime vs PyTorch eager on the CPU, every architecture; int8 vs fp32 ORT
 #   make bench-models  the README's model table: each model's accuracy, precision, size and ONNX Runtime speed
 #   make bench-stages  where one /predict spends its CPU, stage by stage, in-process
+#   make bench-memory  what each model keeps resident in a worker, beside its weights (with and without prepacking)
 #   make bench-digits  digit models on real-world degradations of the MNIST test set, through the service
 #   make bench-v2      Triton's perf_analyzer against the v2 protocol, HTTP and gRPC (PERF_ANALYZER=path)
 #   make bench-hostile issue 17's hostile uploads and requests against a real server (BENCH_HOSTILE_ARGS="--only NAME")
@@ -23,7 +24,7 @@ export DATA_DIR
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: help setup setup-serve serve browser test test-all train train-all export export-all quantize quantize-all bench bench-train bench-engine bench-service bench-models bench-stages bench-digits bench-v2 bench-hostile container-test deploy-check clean
+.PHONY: help setup setup-serve serve browser test test-all train train-all export export-all quantize quantize-all bench bench-train bench-engine bench-service bench-models bench-stages bench-memory bench-digits bench-v2 bench-hostile container-test deploy-check clean
 
 help:
 	@sed -n '1,/^PYTHON/p' Makefile | grep '^#' | sed 's/^# \{0,1\}//'
@@ -105,6 +106,9 @@ bench-models: $(VENV)/.dev
 
 bench-stages: $(VENV)/.dev
 	$(BIN)/python bench/stages.py
+
+bench-memory: $(VENV)/.dev
+	$(BIN)/python bench/model_memory.py
 
 # Accuracy, not timing: every digit model of models/ on the conditions of bench/digit_conditions.py,
 # each image sent over HTTP to a real server. BENCH_DIGITS_ARGS="--digits 200 --markdown out.md" etc.

@@ -47,3 +47,16 @@ def test_the_service_benchmark_measures_the_starter_set_without_its_int8_nets(tm
     assert sorted(c.id for c in cards) == sorted(m for m in STARTER_SET if read_card(
         REPO_ROOT / "models" / m).precision != "int8")
     assert "cnn-mnist" in WITHOUT_INT8 and "nin-cifar10" in WITHOUT_INT8  # the two it loads
+
+
+def test_the_memory_benchmark_measures_each_model_in_fresh_processes() -> None:
+    """Its row for a real model: the weights as the graph holds them, and a resident cost that
+    cannot be less than the weights each way (a measure of the wrong process would give ~0)."""
+    done = subprocess.run([sys.executable, str(BENCH / "model_memory.py"), "--only", "cnn-mnist"],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    row = next(line for line in done.stdout.splitlines() if line.startswith("| cnn-mnist |"))
+    file_mb, weights_mb, prepacked_mb, unpacked_mb, ratio = (float(x) for x in row.strip("|").split("|")[2:])
+    assert 0.5 < weights_mb <= file_mb < 1.5  # cnn-mnist: ~0.8 MB of fp32 weights
+    assert prepacked_mb >= weights_mb and unpacked_mb >= weights_mb
+    assert ratio == pytest.approx(prepacked_mb / weights_mb, rel=0.1)  # the table rounds MB to 0.1
