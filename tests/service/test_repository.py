@@ -6,13 +6,14 @@ import hashlib
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from modelrepo.layout import model_folders
-from service import repository
+from service import machine, repository
 from service.settings import Settings
 from testkit.live_server import REPO_ROOT
 
@@ -51,6 +52,26 @@ def test_sessions_plan_no_memory_pattern_per_batch_shape(random_repo: Path) -> N
     """Dynamic batching makes many batch shapes; a pattern for each kept 80-100 MB more per worker."""
     options = load(random_repo / "cnn-mnist").session.get_session_options()
     assert options.enable_mem_pattern is False
+
+
+def test_a_models_batch_time_is_its_fastest_call_not_a_busy_cpus(random_repo: Path) -> None:
+    """CNNZOO_MAX_BATCH=auto times a batch of one at start-up; other work on the CPU then must
+    not decide the batch size for the server's lifetime."""
+    model = load(random_repo / "cnn-mnist")
+    calls = []
+
+    class Interrupted:  # the real model, descheduled for 20 ms in four calls of five
+        card = model.card
+
+        def infer(self, images: np.ndarray) -> np.ndarray:
+            calls.append(len(calls))
+            if len(calls) != 3:
+                time.sleep(0.02)
+            return model.infer(images)
+
+    seconds = repository.image_seconds(Interrupted())
+    assert len(calls) == 5 and seconds < 0.01
+    assert machine.cpu_batch(seconds) > machine.cpu_batch(0.02)
 
 
 def test_model_folders_are_the_visible_folders(repo_copy: Path) -> None:
